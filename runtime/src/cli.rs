@@ -1,0 +1,158 @@
+//! runc's command line: global flags and one subcommand per operation.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The default state directory, one subdirectory per container.
+pub const DEFAULT_ROOT: &str = "/run/keel/runtime";
+
+/// keel-runtime: an OCI runtime with runc's command line.
+#[derive(Debug, Parser)]
+#[command(name = "keel-runtime", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Root directory for the state of containers.
+    #[arg(long, global = true, default_value = DEFAULT_ROOT, env = "KEEL_RUNTIME_ROOT")]
+    pub root: PathBuf,
+    /// Log file (default: stderr).
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Log format.
+    #[arg(long = "log-format", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Debug logging.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Accepted for runc compatibility: cgroups are always managed through cgroupfs.
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+    /// Accepted for runc compatibility (rootless is detected).
+    #[arg(long, global = true)]
+    pub rootless: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line format, as runc's `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The operations.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a container: its init process waits until `start`.
+    Create(CreateArgs),
+    /// Start the user process of a created container.
+    Start(IdArgs),
+    /// Print the OCI state of a container as JSON.
+    State(IdArgs),
+    /// Send a signal to the container's init process.
+    Kill(KillArgs),
+    /// Delete a container and everything create made.
+    Delete(DeleteArgs),
+    /// Create and start a container, wait for it and exit with its status.
+    Run(RunArgs),
+    /// List containers.
+    List(ListArgs),
+    /// Write a default config.json to the current directory (or --bundle).
+    Spec(SpecArgs),
+    /// The container's init process (internal: started by create).
+    #[command(hide = true)]
+    Init,
+}
+
+/// A container id.
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    pub id: String,
+}
+
+/// `create` flags.
+#[derive(Debug, Args, Clone)]
+pub struct CreateArgs {
+    /// Path to the OCI bundle (default: current directory).
+    #[arg(long, short = 'b', default_value = ".")]
+    pub bundle: PathBuf,
+    /// File to write the container's init pid to.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master when process.terminal is true.
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Move-mount and chroot instead of pivot_root (for a ramfs root).
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Do not make a new session keyring for the container.
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Pass this many extra fds (3, 4, ...) to the container.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    pub id: String,
+}
+
+/// `run` flags: create's plus `--detach`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub create: CreateArgs,
+    /// Return after start instead of waiting for the container.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// Accepted for runc compatibility.
+    #[arg(long = "keep")]
+    pub keep: bool,
+}
+
+/// `kill` flags.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Signal every process of the container, not only init.
+    #[arg(long, short = 'a')]
+    pub all: bool,
+    pub id: String,
+    /// Signal name (`KILL`, `SIGKILL`) or number; default SIGTERM.
+    #[arg(default_value = "SIGTERM")]
+    pub signal: String,
+}
+
+/// `delete` flags.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Kill the container first if it is still running.
+    #[arg(long, short = 'f')]
+    pub force: bool,
+    pub id: String,
+}
+
+/// `list` flags.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// `table` or `json`.
+    #[arg(long, short = 'f', value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// Print only the ids.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Output of `list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+/// `spec` flags.
+#[derive(Debug, Args)]
+pub struct SpecArgs {
+    /// Directory to write config.json to.
+    #[arg(long, short = 'b', default_value = ".")]
+    pub bundle: PathBuf,
+    /// A config for a non-root user: user namespace, no cgroup limits.
+    #[arg(long)]
+    pub rootless: bool,
+}
