@@ -1,0 +1,293 @@
+//! `create`: the parent side of making a container. Everything made is undone if any step
+//! fails (state dir, cgroup, init process), so a failed create leaves nothing behind.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use crate::cgroups::Cgroup;
+use crate::channel::{self, Channel, InitConfig, Message, INIT_FD_ENV};
+use crate::cli::CreateArgs;
+use crate::config::{self, Bundle};
+use crate::console::{self, ConsoleError};
+use crate::state::{self, ContainerState, StateDir, Status};
+use crate::{clone_binary, hooks, namespaces, seccomp, Error, Result};
+
+/// Who takes the pty master of a terminal container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// `create` and `run -d`: the master goes to `--console-socket`, which is required.
+    Detached,
+    /// `run` in the foreground: the runtime keeps the master and copies it to its own stdio.
+    Foreground,
+}
+
+/// A created container, as `run` needs it.
+#[derive(Debug)]
+pub struct Created {
+    pub state: ContainerState,
+    /// The pty master, when the runtime itself is attached to the terminal.
+    pub console: Option<OwnedFd>,
+}
+
+/// Creates the container `args.id` from `args.bundle`; init waits for `start`.
+pub fn create(root: &Path, args: &CreateArgs, attach: Attach) -> Result<Created> {
+    config::validate_id(&args.id)?;
+    let bundle = config::load_bundle(&args.bundle)?;
+    let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    if terminal && attach == Attach::Detached && args.console_socket.is_none() {
+        return Err(ConsoleError::SocketRequired.into());
+    }
+    let dir = StateDir::create(root, &args.id)?;
+    let mut undo = Undo { dir: Some(dir), cgroup: None, pid: None };
+    let created = build(root, args, bundle, &mut undo)?;
+    undo.disarm();
+    Ok(created)
+}
+
+/// What to take apart if create fails half-way.
+struct Undo {
+    dir: Option<StateDir>,
+    cgroup: Option<Cgroup>,
+    pid: Option<i32>,
+}
+
+impl Undo {
+    fn disarm(&mut self) {
+        self.dir = None;
+        self.cgroup = None;
+        self.pid = None;
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            wait_gone(pid);
+        }
+        if let Some(mut cg) = self.cgroup.take() {
+            if let Ok(pids) = cg.pids() {
+                for p in pids {
+                    let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+                }
+            }
+            let _ = cg.destroy();
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.remove();
+        }
+    }
+}
+
+/// Waits (bounded) until `pid` is gone or a zombie: it is not our child, so it can't be reaped.
+pub fn wait_gone(pid: i32) {
+    for _ in 0..2000 {
+        match state::process_start_time(pid) {
+            None | Some((_, true)) => return,
+            Some(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+        }
+    }
+}
+
+fn build(root: &Path, args: &CreateArgs, bundle: Bundle, undo: &mut Undo) -> Result<Created> {
+    let Bundle { dir: bundle_dir, rootfs, spec } = bundle;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let plan = namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())?;
+    let uid_maps = linux.uid_mappings().clone().unwrap_or_default();
+    let gid_maps = linux.gid_mappings().clone().unwrap_or_default();
+    namespaces::check_mappings(&plan, &uid_maps, &gid_maps)?;
+    let filter = match linux.seccomp() {
+        Some(s) => Some(seccomp::compile(s, Some(&root.join(".seccomp-cache")))?),
+        None => None,
+    };
+    let mut cgroup = Cgroup::for_container(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), &args.id)?;
+    cgroup.apply(linux.resources().as_ref())?;
+    let cgroup_path = cgroup.path().to_string();
+    undo.cgroup = Some(cgroup);
+    let fifo_path = undo.dir.as_ref().map(StateDir::fifo_path);
+    let fifo = make_fifo(&fifo_path.ok_or_else(|| Error::sys("state dir", std::io::ErrorKind::NotFound))?)?;
+    let runtime_hooks = spec.hooks().as_ref().is_some_and(|h| {
+        h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+    });
+    let mut state = ContainerState {
+        id: args.id.clone(),
+        pid: 0,
+        pid_start_time: 0,
+        bundle: bundle_dir.clone(),
+        rootfs: rootfs.clone(),
+        created: state::now_rfc3339(),
+        owner: owner_name(),
+        cgroup_path,
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        spec: spec.clone(),
+    };
+    let config = InitConfig {
+        id: args.id.clone(),
+        spec,
+        bundle: bundle_dir,
+        rootfs,
+        no_pivot: args.no_pivot,
+        no_new_keyring: args.no_new_keyring,
+        preserve_fds: args.preserve_fds,
+        seccomp: filter,
+        runtime_hooks,
+    };
+    let (parent, child_end) = channel::pair()?;
+    let mut stage1 = spawn_init(&child_end, args.preserve_fds)?;
+    drop(child_end);
+    let pid = stage1.id() as i32;
+    undo.pid = Some(pid);
+    if let Some(cg) = undo.cgroup.as_mut() {
+        cg.add_process(pid)?;
+    }
+    parent.send_with_fds(&Message::Config(Box::new(config)), &[fifo.as_raw_fd()])?;
+    drop(fifo);
+    let console = drive_init(&parent, &mut stage1, &mut state, undo, &uid_maps, &gid_maps)?;
+    let console = hand_over_console(console, args.console_socket.as_deref())?;
+    let (start_time, _) = state::process_start_time(state.pid)
+        .ok_or_else(|| Error::ContainerInit("init exited during create".into()))?;
+    state.pid_start_time = start_time;
+    let dir = undo.dir.as_ref().ok_or_else(|| Error::sys("state dir", std::io::ErrorKind::NotFound))?;
+    dir.save(&state)?;
+    if let Some(p) = &args.pid_file {
+        write_pid_file(p, state.pid)?;
+    }
+    Ok(Created { state, console })
+}
+
+/// Answers init's requests until it reports `Ready` (or fails).
+fn drive_init(
+    ch: &Channel,
+    stage1: &mut Child,
+    state: &mut ContainerState,
+    undo: &mut Undo,
+    uid_maps: &[oci_spec::runtime::LinuxIdMapping],
+    gid_maps: &[oci_spec::runtime::LinuxIdMapping],
+) -> Result<Option<OwnedFd>> {
+    let mut console = None;
+    loop {
+        let (msg, mut fds) = match ch.recv_with_fds() {
+            Ok(m) => m,
+            Err(channel::ChannelError::Closed) => {
+                return Err(Error::ContainerInit("init exited before it was ready".into()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match msg {
+            Message::MapIds => {
+                namespaces::write_id_maps(stage1.id() as i32, uid_maps, gid_maps)?;
+                ch.send(&Message::IdsMapped)?;
+            }
+            Message::InitPid(pid) => {
+                let _ = stage1.wait();
+                undo.pid = Some(pid);
+                state.pid = pid;
+                ch.send(&Message::HostPid(pid))?;
+            }
+            Message::RunHooks => {
+                run_runtime_hooks(state)?;
+                ch.send(&Message::HooksDone)?;
+            }
+            Message::Console => console = fds.pop(),
+            Message::Ready => return Ok(console),
+            Message::Error(e) => return Err(Error::ContainerInit(e)),
+            other => return Err(Error::ContainerInit(format!("unexpected message {other:?}"))),
+        }
+    }
+}
+
+/// prestart (deprecated, still run as runc does) then createRuntime, in the runtime's namespaces.
+fn run_runtime_hooks(state: &ContainerState) -> Result<()> {
+    let json = state::oci_state_json(state, Status::Creating).to_string();
+    let Some(h) = state.spec.hooks() else { return Ok(()) };
+    for list in [h.prestart(), h.create_runtime()] {
+        hooks::run_hooks(list.as_deref().unwrap_or_default(), json.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn hand_over_console(master: Option<OwnedFd>, socket: Option<&Path>) -> Result<Option<OwnedFd>> {
+    match (master, socket) {
+        (Some(m), Some(path)) => {
+            console::send_to_socket(path, &m)?;
+            Ok(None)
+        }
+        (m, _) => Ok(m),
+    }
+}
+
+/// Starts `keel-runtime init` from a sealed copy of this binary, its channel on the first fd
+/// after the preserved ones.
+fn spawn_init(child_end: &Channel, preserve_fds: u32) -> Result<Child> {
+    let exe = clone_binary::sealed_self()?;
+    let exe_path = PathBuf::from(format!("/proc/self/fd/{}", exe.as_raw_fd()));
+    let target = 3 + preserve_fds as i32;
+    let source = child_end.as_raw_fd();
+    let mut cmd = Command::new(exe_path);
+    cmd.arg0("keel-runtime").arg("init").env(INIT_FD_ENV, target.to_string());
+    set_child_fd(&mut cmd, source, target);
+    cmd.spawn().map_err(|e| Error::sys("start container init", e))
+}
+
+#[allow(unsafe_code)]
+fn set_child_fd(cmd: &mut Command, source: i32, target: i32) {
+    // SAFETY: the closure runs in the forked child before exec and only calls dup2/fcntl,
+    // which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if source == target {
+                let r = libc::fcntl(target, libc::F_SETFD, 0);
+                return if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
+            }
+            if libc::dup2(source, target) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The exec fifo that holds init until `start`; init gets an O_RDWR fd (open never blocks
+/// that way) and blocks reading it; `start` writes one byte.
+fn make_fifo(path: &Path) -> Result<OwnedFd> {
+    nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o600))
+        .map_err(|e| Error::sys(format!("mkfifo {}", path.display()), e))?;
+    let f = File::options()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::sys(format!("open {}", path.display()), e))?;
+    Ok(OwnedFd::from(f))
+}
+
+/// Writes the pid file atomically, as runc does (temp file, then rename).
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_extension("keel-tmp");
+    std::fs::write(&tmp, pid.to_string())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| Error::sys(format!("pid file {}", path.display()), e))
+}
+
+fn owner_name() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name)
+}
+
+/// The spec a created container was made from (for hooks run by later commands).
+pub fn hooks_of(spec: &Spec) -> Option<&oci_spec::runtime::Hooks> {
+    spec.hooks().as_ref()
+}
