@@ -78,7 +78,10 @@ fn stage1(channel: &Channel) -> Result<i32> {
                 Err(e) => e,
                 Ok(never) => match never {},
             };
-            let _ = channel.send(&Message::Error(err.to_string()));
+            // After `Ready` the parent is gone: the container's stderr is the only witness.
+            if channel.send(&Message::Error(err.to_string())).is_err() {
+                eprintln!("keel-runtime init: {err}");
+            }
             Ok(1)
         }
     }

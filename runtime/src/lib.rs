@@ -19,6 +19,7 @@ pub mod init;
 pub mod logging;
 pub mod mounts;
 pub mod namespaces;
+pub mod resources;
 pub mod rlimits;
 pub mod rootfs;
 pub mod safe_path;

@@ -19,7 +19,7 @@ use crate::cli::CreateArgs;
 use crate::config::{self, Bundle};
 use crate::console::{self, ConsoleError};
 use crate::state::{self, ContainerState, StateDir, Status};
-use crate::{clone_binary, hooks, namespaces, seccomp, Error, Result};
+use crate::{clone_binary, hooks, namespaces, resources, seccomp, Error, Result};
 
 /// Who takes the pty master of a terminal container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +110,8 @@ fn build(root: &Path, args: &CreateArgs, bundle: Bundle, undo: &mut Undo) -> Res
         None => None,
     };
     let mut cgroup = Cgroup::for_container(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), &args.id)?;
-    cgroup.apply(linux.resources().as_ref())?;
+    let devices = linux.devices().clone().unwrap_or_default();
+    cgroup.apply(resources::effective(linux.resources().as_ref(), &devices).as_ref())?;
     let cgroup_path = cgroup.path().to_string();
     undo.cgroup = Some(cgroup);
     let fifo_path = undo.dir.as_ref().map(StateDir::fifo_path);
