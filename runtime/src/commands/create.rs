@@ -11,7 +11,6 @@ use std::process::{Child, Command};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
-use oci_spec::runtime::Spec;
 
 use crate::cgroups::Cgroup;
 use crate::channel::{self, Channel, InitConfig, Message, INIT_FD_ENV};
@@ -42,12 +41,21 @@ pub struct Created {
 pub fn create(root: &Path, args: &CreateArgs, attach: Attach) -> Result<Created> {
     config::validate_id(&args.id)?;
     let bundle = config::load_bundle(&args.bundle)?;
-    let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
     if terminal && attach == Attach::Detached && args.console_socket.is_none() {
         return Err(ConsoleError::SocketRequired.into());
     }
     let dir = StateDir::create(root, &args.id)?;
-    let mut undo = Undo { dir: Some(dir), cgroup: None, pid: None };
+    let mut undo = Undo {
+        dir: Some(dir),
+        cgroup: None,
+        pid: None,
+    };
     let created = build(root, args, bundle, &mut undo)?;
     undo.disarm();
     Ok(created)
@@ -99,7 +107,11 @@ pub fn wait_gone(pid: i32) {
 }
 
 fn build(root: &Path, args: &CreateArgs, bundle: Bundle, undo: &mut Undo) -> Result<Created> {
-    let Bundle { dir: bundle_dir, rootfs, spec } = bundle;
+    let Bundle {
+        dir: bundle_dir,
+        rootfs,
+        spec,
+    } = bundle;
     let linux = spec.linux().clone().unwrap_or_default();
     let plan = namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())?;
     let uid_maps = linux.uid_mappings().clone().unwrap_or_default();
@@ -109,13 +121,18 @@ fn build(root: &Path, args: &CreateArgs, bundle: Bundle, undo: &mut Undo) -> Res
         Some(s) => Some(seccomp::compile(s, Some(&root.join(".seccomp-cache")))?),
         None => None,
     };
-    let mut cgroup = Cgroup::for_container(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), &args.id)?;
+    let mut cgroup = Cgroup::for_container(
+        linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
+        &args.id,
+    )?;
     let devices = linux.devices().clone().unwrap_or_default();
     cgroup.apply(resources::effective(linux.resources().as_ref(), &devices).as_ref())?;
     let cgroup_path = cgroup.path().to_string();
     undo.cgroup = Some(cgroup);
     let fifo_path = undo.dir.as_ref().map(StateDir::fifo_path);
-    let fifo = make_fifo(&fifo_path.ok_or_else(|| Error::sys("state dir", std::io::ErrorKind::NotFound))?)?;
+    let fifo = make_fifo(
+        &fifo_path.ok_or_else(|| Error::sys("state dir", std::io::ErrorKind::NotFound))?,
+    )?;
     let runtime_hooks = spec.hooks().as_ref().is_some_and(|h| {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())
             || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
@@ -158,7 +175,10 @@ fn build(root: &Path, args: &CreateArgs, bundle: Bundle, undo: &mut Undo) -> Res
     let (start_time, _) = state::process_start_time(state.pid)
         .ok_or_else(|| Error::ContainerInit("init exited during create".into()))?;
     state.pid_start_time = start_time;
-    let dir = undo.dir.as_ref().ok_or_else(|| Error::sys("state dir", std::io::ErrorKind::NotFound))?;
+    let dir = undo
+        .dir
+        .as_ref()
+        .ok_or_else(|| Error::sys("state dir", std::io::ErrorKind::NotFound))?;
     dir.save(&state)?;
     if let Some(p) = &args.pid_file {
         write_pid_file(p, state.pid)?;
@@ -180,7 +200,9 @@ fn drive_init(
         let (msg, mut fds) = match ch.recv_with_fds() {
             Ok(m) => m,
             Err(channel::ChannelError::Closed) => {
-                return Err(Error::ContainerInit("init exited before it was ready".into()))
+                return Err(Error::ContainerInit(
+                    "init exited before it was ready".into(),
+                ))
             }
             Err(e) => return Err(e.into()),
         };
@@ -202,7 +224,11 @@ fn drive_init(
             Message::Console => console = fds.pop(),
             Message::Ready => return Ok(console),
             Message::Error(e) => return Err(Error::ContainerInit(e)),
-            other => return Err(Error::ContainerInit(format!("unexpected message {other:?}"))),
+            other => {
+                return Err(Error::ContainerInit(format!(
+                    "unexpected message {other:?}"
+                )))
+            }
         }
     }
 }
@@ -210,7 +236,9 @@ fn drive_init(
 /// prestart (deprecated, still run as runc does) then createRuntime, in the runtime's namespaces.
 fn run_runtime_hooks(state: &ContainerState) -> Result<()> {
     let json = state::oci_state_json(state, Status::Creating).to_string();
-    let Some(h) = state.spec.hooks() else { return Ok(()) };
+    let Some(h) = state.spec.hooks() else {
+        return Ok(());
+    };
     for list in [h.prestart(), h.create_runtime()] {
         hooks::run_hooks(list.as_deref().unwrap_or_default(), json.as_bytes())?;
     }
@@ -235,9 +263,12 @@ fn spawn_init(child_end: &Channel, preserve_fds: u32) -> Result<Child> {
     let target = 3 + preserve_fds as i32;
     let source = child_end.as_raw_fd();
     let mut cmd = Command::new(exe_path);
-    cmd.arg0("keel-runtime").arg("init").env(INIT_FD_ENV, target.to_string());
+    cmd.arg0("keel-runtime")
+        .arg("init")
+        .env(INIT_FD_ENV, target.to_string());
     set_child_fd(&mut cmd, source, target);
-    cmd.spawn().map_err(|e| Error::sys("start container init", e))
+    cmd.spawn()
+        .map_err(|e| Error::sys("start container init", e))
 }
 
 #[allow(unsafe_code)]
@@ -248,7 +279,11 @@ fn set_child_fd(cmd: &mut Command, source: i32, target: i32) {
         cmd.pre_exec(move || {
             if source == target {
                 let r = libc::fcntl(target, libc::F_SETFD, 0);
-                return if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
+                return if r < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(())
+                };
             }
             if libc::dup2(source, target) < 0 {
                 return Err(std::io::Error::last_os_error());
@@ -280,15 +315,14 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
         .map_err(|e| Error::sys(format!("pid file {}", path.display()), e))
 }
 
+/// The caller's user name from /etc/passwd (no NSS: the binary may be static), else the uid.
 fn owner_name() -> String {
-    let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map_or_else(|| uid.to_string(), |u| u.name)
-}
-
-/// The spec a created container was made from (for hooks run by later commands).
-pub fn hooks_of(spec: &Spec) -> Option<&oci_spec::runtime::Hooks> {
-    spec.hooks().as_ref()
+    let uid = nix::unistd::getuid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.get(2) == Some(&uid.as_str()))
+        .and_then(|f| f.first().map(|n| n.to_string()))
+        .unwrap_or(uid)
 }
