@@ -10,7 +10,10 @@ pub enum CapabilityError {
     #[error("unknown capability {0:?}")]
     Unknown(String),
     #[error("set {set} capabilities: {source}")]
-    Apply { set: &'static str, source: caps::errors::CapsError },
+    Apply {
+        set: &'static str,
+        source: caps::errors::CapsError,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, CapabilityError>;
@@ -28,7 +31,9 @@ pub struct CapSets {
 impl CapSets {
     /// Translates the config's sets; a missing set is empty; an unknown name is an error.
     pub fn from_spec(c: Option<&LinuxCapabilities>) -> Result<Self> {
-        let Some(c) = c else { return Ok(Self::default()) };
+        let Some(c) = c else {
+            return Ok(Self::default());
+        };
         Ok(Self {
             bounding: translate(c.bounding().as_ref())?,
             effective: translate(c.effective().as_ref())?,
@@ -70,15 +75,23 @@ impl CapSets {
 }
 
 fn is_supported(cap: Capability) -> bool {
-    caps::runtime::procfs_all_supported(None).map(|s| s.contains(&cap)).unwrap_or(true)
+    caps::runtime::procfs_all_supported(None)
+        .map(|s| s.contains(&cap))
+        .unwrap_or(true)
 }
 
 fn translate(set: Option<&Capabilities>) -> Result<CapsHashSet> {
     let mut out = CapsHashSet::new();
     for c in set.into_iter().flatten() {
         let name = c.to_string();
-        let name = if name.starts_with("CAP_") { name } else { format!("CAP_{name}") };
-        let cap: Capability = name.parse().map_err(|_| CapabilityError::Unknown(name.clone()))?;
+        let name = if name.starts_with("CAP_") {
+            name
+        } else {
+            format!("CAP_{name}")
+        };
+        let cap: Capability = name
+            .parse()
+            .map_err(|_| CapabilityError::Unknown(name.clone()))?;
         out.insert(cap);
     }
     Ok(out)
@@ -95,10 +108,13 @@ mod tests {
 
     #[test]
     fn translates_every_set() {
-        let set: Capabilities = [OciCap::Chown, OciCap::NetBindService].into_iter().collect();
+        let set: Capabilities = [OciCap::Chown, OciCap::NetBindService]
+            .into_iter()
+            .collect();
         let c = LinuxCapabilitiesBuilder::default()
             .bounding(set.clone())
             .ambient(set)
+            .effective(Capabilities::new())
             .build()
             .expect("caps");
         let s = CapSets::from_spec(Some(&c)).expect("translate");

@@ -113,7 +113,9 @@ impl Channel {
         // The fd was dup'ed for us by the parent and nothing else in this process owns it.
         let owned = take_fd(fd);
         set_cloexec(&owned)?;
-        Ok(Channel { sock: UnixStream::from(owned) })
+        Ok(Channel {
+            sock: UnixStream::from(owned),
+        })
     }
 
     /// The raw fd, for passing to a child.
@@ -126,14 +128,21 @@ impl Channel {
         let body = serde_json::to_vec(msg)?;
         let len = u32::try_from(body.len()).map_err(|_| ChannelError::TooLarge(body.len()))?;
         let header = len.to_le_bytes();
-        let cmsgs: Vec<ControlMessage> =
-            if fds.is_empty() { Vec::new() } else { vec![ControlMessage::ScmRights(fds)] };
+        let cmsgs: Vec<ControlMessage> = if fds.is_empty() {
+            Vec::new()
+        } else {
+            vec![ControlMessage::ScmRights(fds)]
+        };
         let iov = [IoSlice::new(&header), IoSlice::new(&body)];
         let mut sent = sendmsg::<()>(self.sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::empty(), None)?;
         let total = header.len() + body.len();
         // A stream socket may take a large frame in pieces; the fds went with the first.
         while sent < total {
-            let rest = if sent < 4 { [&header[sent..], &body[..]].concat() } else { body[sent - 4..].to_vec() };
+            let rest = if sent < 4 {
+                [&header[sent..], &body[..]].concat()
+            } else {
+                body[sent - 4..].to_vec()
+            };
             sent += nix::unistd::write(&self.sock, &rest)?;
         }
         Ok(())
@@ -188,9 +197,15 @@ impl Channel {
     pub fn expect(&self, expected: &'static str) -> Result<Message> {
         let msg = self.recv()?;
         match &msg {
-            Message::Error(e) => Err(ChannelError::Unexpected { expected, got: e.clone() }),
+            Message::Error(e) => Err(ChannelError::Unexpected {
+                expected,
+                got: e.clone(),
+            }),
             m if m.name() == expected => Ok(msg),
-            m => Err(ChannelError::Unexpected { expected, got: m.name() }),
+            m => Err(ChannelError::Unexpected {
+                expected,
+                got: m.name(),
+            }),
         }
     }
 }
@@ -217,14 +232,19 @@ mod tests {
     #[test]
     fn frames_and_fds() {
         let (a, b) = pair().expect("pair");
-        let file = std::fs::File::open("/proc/self/status").expect("open");
-        a.send_with_fds(&Message::InitPid(42), &[file.as_raw_fd()]).expect("send");
-        a.send(&Message::Error("x".repeat(300_000))).expect("send big");
+        // The big frame exceeds the socket buffer: the sender must run beside the receiver.
+        let sender = std::thread::spawn(move || {
+            let file = std::fs::File::open("/proc/self/status").expect("open");
+            a.send_with_fds(&Message::InitPid(42), &[file.as_raw_fd()])
+                .expect("send");
+            a.send(&Message::Error("x".repeat(300_000)))
+                .expect("send big");
+        });
         let (m, fds) = b.recv_with_fds().expect("recv");
         assert!(matches!(m, Message::InitPid(42)));
         assert_eq!(fds.len(), 1);
         assert!(matches!(b.recv(), Ok(Message::Error(s)) if s.len() == 300_000));
-        drop(a);
+        sender.join().expect("sender");
         assert!(matches!(b.recv(), Err(ChannelError::Closed)));
     }
 

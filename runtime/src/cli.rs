@@ -26,9 +26,6 @@ pub struct Cli {
     /// Accepted for runc compatibility: cgroups are always managed through cgroupfs.
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
-    /// Accepted for runc compatibility (rootless is detected).
-    #[arg(long, global = true)]
-    pub rootless: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

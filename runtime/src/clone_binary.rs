@@ -24,7 +24,10 @@ pub type Result<T> = std::result::Result<T, CloneBinaryError>;
 
 /// Copies `/proc/self/exe` into a memfd and seals it against every change.
 pub fn sealed_self() -> Result<OwnedFd> {
-    let fd = memfd_create(c"keel-runtime", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
+    let fd = memfd_create(
+        c"keel-runtime",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )?;
     let mut exe = File::open("/proc/self/exe")?;
     let mut copy = File::from(fd);
     std::io::copy(&mut exe, &mut copy)?;
@@ -47,8 +50,17 @@ mod tests {
         let fd = sealed_self().expect("sealed copy");
         let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
         let len = std::fs::metadata(&path).expect("stat").len();
-        assert_eq!(len, std::fs::metadata("/proc/self/exe").expect("stat exe").len());
-        let mut f = std::fs::OpenOptions::new().write(true).open(&path).expect("reopen");
-        assert!(f.write_all(b"x").is_err(), "a sealed copy must refuse writes");
+        assert_eq!(
+            len,
+            std::fs::metadata("/proc/self/exe").expect("stat exe").len()
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("reopen");
+        assert!(
+            f.write_all(b"x").is_err(),
+            "a sealed copy must refuse writes"
+        );
     }
 }

@@ -43,16 +43,26 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
     let dir = std::fs::canonicalize(bundle).map_err(|e| ConfigError::Bundle(bundle.into(), e))?;
     let path = dir.join("config.json");
     let text = std::fs::read(&path).map_err(|e| ConfigError::Bundle(path.clone(), e))?;
-    let spec: Spec = serde_json::from_slice(&text)
-        .map_err(|e| ConfigError::Invalid { path: path.clone(), msg: e.to_string() })?;
+    let spec: Spec = serde_json::from_slice(&text).map_err(|e| ConfigError::Invalid {
+        path: path.clone(),
+        msg: e.to_string(),
+    })?;
     check_spec(&spec, &path)?;
-    let root = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_else(|| "rootfs".into());
+    let root = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_else(|| "rootfs".into());
     let rootfs = resolve_rootfs(&dir, &root)?;
     Ok(Bundle { dir, rootfs, spec })
 }
 
 fn resolve_rootfs(dir: &Path, root: &Path) -> Result<PathBuf> {
-    let joined = if root.is_absolute() { root.to_path_buf() } else { dir.join(root) };
+    let joined = if root.is_absolute() {
+        root.to_path_buf()
+    } else {
+        dir.join(root)
+    };
     match std::fs::canonicalize(&joined) {
         Ok(p) if p.is_dir() => Ok(p),
         _ => Err(ConfigError::MissingRootfs(joined)),
@@ -61,8 +71,14 @@ fn resolve_rootfs(dir: &Path, root: &Path) -> Result<PathBuf> {
 
 /// The checks runc makes before it creates anything.
 fn check_spec(spec: &Spec, path: &Path) -> Result<()> {
-    let invalid = |msg: &str| ConfigError::Invalid { path: path.into(), msg: msg.into() };
-    let process = spec.process().as_ref().ok_or_else(|| invalid("process is missing"))?;
+    let invalid = |msg: &str| ConfigError::Invalid {
+        path: path.into(),
+        msg: msg.into(),
+    };
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| invalid("process is missing"))?;
     let args = process.args().as_ref().filter(|a| !a.is_empty());
     if args.is_none() {
         return Err(invalid("process.args must not be empty"));
@@ -98,7 +114,10 @@ mod tests {
     #[test]
     fn missing_and_malformed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert!(matches!(load_bundle(dir.path()), Err(ConfigError::Bundle(..))));
+        assert!(matches!(
+            load_bundle(dir.path()),
+            Err(ConfigError::Bundle(..))
+        ));
         std::fs::write(dir.path().join("config.json"), "{not json").expect("write");
         let err = load_bundle(dir.path()).expect_err("malformed");
         assert!(err.to_string().contains("invalid config"), "{err}");

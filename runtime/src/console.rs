@@ -16,9 +16,15 @@ use oci_spec::runtime::Box as ConsoleSize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
     #[error("console: {what}: {source}")]
-    Sys { what: &'static str, source: nix::Error },
+    Sys {
+        what: &'static str,
+        source: nix::Error,
+    },
     #[error("console socket {path}: {source}")]
-    Socket { path: String, source: std::io::Error },
+    Socket {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("process.terminal is true: --console-socket is required when the runtime does not stay attached")]
     SocketRequired,
 }
@@ -60,7 +66,9 @@ pub fn set_size(fd: &impl AsFd, size: &ConsoleSize) -> Result<()> {
 fn set_winsize(fd: i32, ws: &nix::pty::Winsize) -> Result<()> {
     // SAFETY: TIOCSWINSZ reads one winsize struct from a valid pointer for the call's duration.
     let r = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, ws as *const nix::pty::Winsize) };
-    nix::Error::result(r).map(drop).map_err(sys("set window size"))
+    nix::Error::result(r)
+        .map(drop)
+        .map_err(sys("set window size"))
 }
 
 /// Makes `slave` the stdio and controlling terminal of this (session leader) process.
@@ -75,19 +83,26 @@ fn dup_to(fd: &OwnedFd, target: i32) -> Result<()> {
     #[allow(unsafe_code)]
     // SAFETY: dup2 onto a stdio number; the process owns both fds and no Rust object wraps 0-2.
     let r = unsafe { libc::dup2(fd.as_raw_fd(), target) };
-    nix::Error::result(r).map(drop).map_err(sys("dup2 pty slave"))
+    nix::Error::result(r)
+        .map(drop)
+        .map_err(sys("dup2 pty slave"))
 }
 
 #[allow(unsafe_code)]
 fn set_controlling(fd: i32) -> Result<()> {
     // SAFETY: TIOCSCTTY takes an int argument, no memory.
     let r = unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) };
-    nix::Error::result(r).map(drop).map_err(sys("set controlling terminal"))
+    nix::Error::result(r)
+        .map(drop)
+        .map_err(sys("set controlling terminal"))
 }
 
 /// Sends `master` to the unix socket at `path`, with the pty's name as the message, as runc does.
 pub fn send_to_socket(path: &Path, master: &OwnedFd) -> Result<()> {
-    let err = |source| ConsoleError::Socket { path: path.display().to_string(), source };
+    let err = |source| ConsoleError::Socket {
+        path: path.display().to_string(),
+        source,
+    };
     let sock = UnixStream::connect(path).map_err(err)?;
     let name = b"/dev/ptmx";
     let fds = [master.as_raw_fd()];

@@ -42,16 +42,26 @@ pub enum Error {
     ContainerInit(String),
     /// An operation was asked of a container in a state that does not allow it.
     #[error("container {id} is {status}: {what}")]
-    WrongState { id: String, status: String, what: String },
+    WrongState {
+        id: String,
+        status: String,
+        what: String,
+    },
     /// A system call failed outside any module's own concern.
     #[error("{what}: {source}")]
-    Sys { what: String, source: std::io::Error },
+    Sys {
+        what: String,
+        source: std::io::Error,
+    },
 }
 
 impl Error {
     /// Wraps an OS error with what was being done.
     pub fn sys(what: impl Into<String>, source: impl Into<std::io::Error>) -> Self {
-        Error::Sys { what: what.into(), source: source.into() }
+        Error::Sys {
+            what: what.into(),
+            source: source.into(),
+        }
     }
 }
 

@@ -31,7 +31,10 @@ pub enum InitError {
 pub type Result<T> = std::result::Result<T, InitError>;
 
 fn step<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> InitError {
-    move |e| InitError::Step { step, msg: e.to_string() }
+    move |e| InitError::Step {
+        step,
+        msg: e.to_string(),
+    }
 }
 
 /// Entry point of `keel-runtime init`. Returns only on failure, after telling the parent.
@@ -56,9 +59,14 @@ pub fn run() -> i32 {
 fn stage1(channel: &Channel) -> Result<i32> {
     let (msg, mut fds) = channel.recv_with_fds().map_err(step("receive config"))?;
     let Message::Config(config) = msg else {
-        return Err(InitError::Step { step: "receive config", msg: "no config".into() });
+        return Err(InitError::Step {
+            step: "receive config",
+            msg: "no config".into(),
+        });
     };
-    let fifo = fds.pop().ok_or_else(|| step("receive config")("no exec fifo fd"))?;
+    let fifo = fds
+        .pop()
+        .ok_or_else(|| step("receive config")("no exec fifo fd"))?;
     let linux = config.spec.linux().clone().unwrap_or_default();
     let plan = namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())
         .map_err(step("namespaces"))?;
@@ -70,7 +78,9 @@ fn stage1(channel: &Channel) -> Result<i32> {
     // SAFETY-free: this process is single-threaded, so fork is sound.
     match fork_init()? {
         ForkResult::Parent { child } => {
-            channel.send(&Message::InitPid(child.as_raw())).map_err(step("report pid"))?;
+            channel
+                .send(&Message::InitPid(child.as_raw()))
+                .map_err(step("report pid"))?;
             Ok(0)
         }
         ForkResult::Child => {
@@ -97,8 +107,12 @@ fn fork_init() -> Result<ForkResult> {
 /// Makes a user namespace, has the parent write its id maps, and becomes its root.
 fn enter_new_user_namespace(channel: &Channel) -> Result<()> {
     namespaces::unshare_new(CloneFlags::CLONE_NEWUSER).map_err(step("user namespace"))?;
-    channel.send(&Message::MapIds).map_err(step("user namespace"))?;
-    channel.expect("IdsMapped").map_err(step("user namespace"))?;
+    channel
+        .send(&Message::MapIds)
+        .map_err(step("user namespace"))?;
+    channel
+        .expect("IdsMapped")
+        .map_err(step("user namespace"))?;
     let (root_uid, root_gid) = (Uid::from_raw(0), Gid::from_raw(0));
     nix::unistd::setresgid(root_gid, root_gid, root_gid).map_err(step("setgid 0 in userns"))?;
     nix::unistd::setresuid(root_uid, root_uid, root_uid).map_err(step("setuid 0 in userns"))
@@ -119,7 +133,14 @@ fn stage2(
     nix::unistd::setsid().map_err(step("setsid"))?;
     prepare_rootfs(config, plan)?;
     run_runtime_hooks(channel, config)?;
-    run_container_hooks(config, pid, Status::Creating, spec.hooks().as_ref().and_then(|h| h.create_container().clone()))?;
+    run_container_hooks(
+        config,
+        pid,
+        Status::Creating,
+        spec.hooks()
+            .as_ref()
+            .and_then(|h| h.create_container().clone()),
+    )?;
     rootfs::enter(&config.rootfs, config.no_pivot).map_err(step("enter rootfs"))?;
     set_hostname(spec, plan)?;
     apply_sysctls(spec)?;
@@ -135,14 +156,23 @@ fn stage2(
     close_leaked_fds(config.preserve_fds)?;
     finalize_user(&process)?;
     enter_cwd(&process)?;
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        process.user().umask().unwrap_or(0o022),
+    ));
     if nnp {
         set_no_new_privs()?;
     }
     let (argv, envp, exe) = prepare_exec(&process)?;
     channel.send(&Message::Ready).map_err(step("ready"))?;
     wait_for_start(fifo)?;
-    run_container_hooks(config, pid, Status::Running, spec.hooks().as_ref().and_then(|h| h.start_container().clone()))?;
+    run_container_hooks(
+        config,
+        pid,
+        Status::Running,
+        spec.hooks()
+            .as_ref()
+            .and_then(|h| h.start_container().clone()),
+    )?;
     if nnp {
         load_seccomp(config)?;
     }
@@ -151,7 +181,9 @@ fn stage2(
 
 fn prepare_rootfs(config: &InitConfig, plan: &Plan) -> Result<()> {
     if !plan.has(CloneFlags::CLONE_NEWNS) {
-        return Err(step("rootfs")("a mount namespace is required in linux.namespaces"));
+        return Err(step("rootfs")(
+            "a mount namespace is required in linux.namespaces",
+        ));
     }
     rootfs::prepare(&config.spec, &config.rootfs).map_err(step("rootfs"))
 }
@@ -167,8 +199,15 @@ fn run_runtime_hooks(channel: &Channel, config: &InitConfig) -> Result<()> {
 }
 
 /// createContainer and startContainer hooks run here, in the container's namespaces.
-fn run_container_hooks(config: &InitConfig, pid: i32, status: Status, list: Option<Vec<Hook>>) -> Result<()> {
-    let Some(list) = list.filter(|l| !l.is_empty()) else { return Ok(()) };
+fn run_container_hooks(
+    config: &InitConfig,
+    pid: i32,
+    status: Status,
+    list: Option<Vec<Hook>>,
+) -> Result<()> {
+    let Some(list) = list.filter(|l| !l.is_empty()) else {
+        return Ok(());
+    };
     let state = ContainerState {
         id: config.id.clone(),
         pid,
@@ -187,13 +226,22 @@ fn run_container_hooks(config: &InitConfig, pid: i32, status: Status, list: Opti
 
 fn set_hostname(spec: &Spec, plan: &Plan) -> Result<()> {
     let uts = plan.has(CloneFlags::CLONE_NEWUTS);
-    let names = [(spec.hostname(), "hostname"), (spec.domainname(), "domainname")];
+    let names = [
+        (spec.hostname(), "hostname"),
+        (spec.domainname(), "domainname"),
+    ];
     for (value, what) in names {
-        let Some(name) = value.as_deref().filter(|n| !n.is_empty()) else { continue };
+        let Some(name) = value.as_deref().filter(|n| !n.is_empty()) else {
+            continue;
+        };
         if !uts {
             return Err(step("hostname")(format!("{what} needs a uts namespace")));
         }
-        let file = if what == "hostname" { "/proc/sys/kernel/hostname" } else { "/proc/sys/kernel/domainname" };
+        let file = if what == "hostname" {
+            "/proc/sys/kernel/hostname"
+        } else {
+            "/proc/sys/kernel/domainname"
+        };
         if what == "hostname" {
             nix::unistd::sethostname(name).map_err(step("hostname"))?;
         } else {
@@ -204,7 +252,11 @@ fn set_hostname(spec: &Spec, plan: &Plan) -> Result<()> {
 }
 
 fn apply_sysctls(spec: &Spec) -> Result<()> {
-    let sysctls = spec.linux().as_ref().and_then(|l| l.sysctl().clone()).unwrap_or_default();
+    let sysctls = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().clone())
+        .unwrap_or_default();
     for (key, value) in sysctls {
         if key.contains("..") || key.contains('/') && key.contains('.') && key.starts_with('/') {
             return Err(step("sysctl")(format!("invalid key {key}")));
@@ -224,11 +276,15 @@ fn setup_console(channel: &Channel, process: &Process) -> Result<()> {
         console::set_size(&slave, &size).map_err(step("console"))?;
     }
     console::make_controlling(&slave).map_err(step("console"))?;
-    channel.send_with_fds(&Message::Console, &[master.as_raw_fd()]).map_err(step("console"))
+    channel
+        .send_with_fds(&Message::Console, &[master.as_raw_fd()])
+        .map_err(step("console"))
 }
 
 fn set_oom_score_adj(process: &Process) -> Result<()> {
-    let Some(adj) = process.oom_score_adj() else { return Ok(()) };
+    let Some(adj) = process.oom_score_adj() else {
+        return Ok(());
+    };
     std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(step("oomScoreAdj"))
 }
 
@@ -299,10 +355,14 @@ fn finalize_user(process: &Process) -> Result<()> {
 /// Enters process.cwd (as the container's user) and checks it is inside the root.
 fn enter_cwd(process: &Process) -> Result<()> {
     let cwd = process.cwd();
-    nix::unistd::chdir(cwd.as_path()).map_err(|e| step("cwd")(format!("{}: {e}", cwd.display())))?;
+    nix::unistd::chdir(cwd.as_path())
+        .map_err(|e| step("cwd")(format!("{}: {e}", cwd.display())))?;
     match nix::unistd::getcwd() {
         Ok(p) if p.is_absolute() => Ok(()),
-        _ => Err(step("cwd")(format!("{} is outside the container's root", cwd.display()))),
+        _ => Err(step("cwd")(format!(
+            "{} is outside the container's root",
+            cwd.display()
+        ))),
     }
 }
 
@@ -310,7 +370,9 @@ fn enter_cwd(process: &Process) -> Result<()> {
 fn set_no_new_privs() -> Result<()> {
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1) takes integer arguments only.
     let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    nix::Error::result(r).map(drop).map_err(step("no_new_privs"))
+    nix::Error::result(r)
+        .map(drop)
+        .map_err(step("no_new_privs"))
 }
 
 type ExecArgs = (Vec<CString>, Vec<CString>, CString);
@@ -322,8 +384,13 @@ fn prepare_exec(process: &Process) -> Result<ExecArgs> {
     let argv = args.iter().map(|a| cstr(a)).collect::<Result<Vec<_>>>()?;
     let env = process.env().clone().unwrap_or_default();
     let envp = env.iter().map(|e| cstr(e)).collect::<Result<Vec<_>>>()?;
-    let first = args.first().ok_or_else(|| step("args")("process.args is empty"))?;
-    let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let first = args
+        .first()
+        .ok_or_else(|| step("args")("process.args is empty"))?;
+    let path_var = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     let exe = look_path(first, path_var).ok_or_else(|| InitError::NotFound(first.clone()))?;
     Ok((argv, envp, cstr(&exe.to_string_lossy())?))
 }
@@ -362,7 +429,10 @@ mod tests {
 
     #[test]
     fn look_path_searches() {
-        assert_eq!(look_path("sh", "/nonexistent:/bin"), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(
+            look_path("sh", "/nonexistent:/bin"),
+            Some(PathBuf::from("/bin/sh"))
+        );
         assert_eq!(look_path("/x/y", ""), Some(PathBuf::from("/x/y")));
         assert_eq!(look_path("no-such-binary-here", "/bin"), None);
     }

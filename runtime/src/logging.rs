@@ -6,21 +6,32 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
 use crate::cli::LogFormat;
 
 /// Starts the tracing subscriber. Errors opening the log file fall back to stderr.
 pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) {
-    let level = if debug { "debug" } else { "warn" };
-    let filter = EnvFilter::try_from_env("KEEL_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    // A plain level filter: env-filter's regex engine would add ~1 MB to the binary.
+    let level = if debug {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::WARN
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false);
     let file = log.and_then(|p| OpenOptions::new().create(true).append(true).open(p).ok());
     let result = match (file, format) {
-        (Some(f), LogFormat::Json) => {
-            builder.json().flatten_event(true).with_writer(Mutex::new(f)).try_init()
-        }
-        (Some(f), LogFormat::Text) => builder.with_ansi(false).with_writer(Mutex::new(f)).try_init(),
+        (Some(f), LogFormat::Json) => builder
+            .json()
+            .flatten_event(true)
+            .with_writer(Mutex::new(f))
+            .try_init(),
+        (Some(f), LogFormat::Text) => builder
+            .with_ansi(false)
+            .with_writer(Mutex::new(f))
+            .try_init(),
         (None, _) => builder.with_writer(std::io::stderr).try_init(),
     };
     drop(result);
@@ -31,7 +42,9 @@ pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) {
 pub fn report_error(log: Option<&Path>, format: LogFormat, msg: &str) {
     eprintln!("keel-runtime: {msg}");
     let Some(path) = log else { return };
-    let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) else { return };
+    let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) else {
+        return;
+    };
     let time = crate::state::now_rfc3339();
     let line = match format {
         LogFormat::Json => {

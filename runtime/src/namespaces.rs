@@ -13,13 +13,25 @@ pub enum NamespaceError {
     #[error("namespace {kind}: duplicate entry in linux.namespaces")]
     Duplicate { kind: String },
     #[error("join {kind} namespace {path}: {source}")]
-    Join { kind: String, path: PathBuf, source: nix::Error },
+    Join {
+        kind: String,
+        path: PathBuf,
+        source: nix::Error,
+    },
     #[error("open {kind} namespace {path}: {source}")]
-    Open { kind: String, path: PathBuf, source: std::io::Error },
+    Open {
+        kind: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("new {kinds} namespaces: {source}")]
     Unshare { kinds: String, source: nix::Error },
     #[error("write {file} of pid {pid}: {source}")]
-    IdMap { file: &'static str, pid: i32, source: std::io::Error },
+    IdMap {
+        file: &'static str,
+        pid: i32,
+        source: std::io::Error,
+    },
     #[error("linux.uidMappings/gidMappings need a user namespace in linux.namespaces")]
     MappingsWithoutUserns,
     #[error("a new user namespace needs linux.uidMappings and linux.gidMappings")]
@@ -44,7 +56,11 @@ pub struct Plan {
 
 impl Default for Plan {
     fn default() -> Self {
-        Self { new: CloneFlags::empty(), new_user: false, join: Vec::new() }
+        Self {
+            new: CloneFlags::empty(),
+            new_user: false,
+            join: Vec::new(),
+        }
     }
 }
 
@@ -84,7 +100,9 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<Plan> {
     for ns in namespaces {
         let f = flag(ns.typ());
         if seen.contains(f) {
-            return Err(NamespaceError::Duplicate { kind: ns.typ().to_string() });
+            return Err(NamespaceError::Duplicate {
+                kind: ns.typ().to_string(),
+            });
         }
         seen |= f;
         match ns.path() {
@@ -109,8 +127,9 @@ pub fn join(plan: &Plan) -> Result<()> {
         })?;
         files.push((*f, path, file));
     }
-    let (user, others): (Vec<_>, Vec<_>) =
-        files.into_iter().partition(|(f, _, _)| *f == CloneFlags::CLONE_NEWUSER);
+    let (user, others): (Vec<_>, Vec<_>) = files
+        .into_iter()
+        .partition(|(f, _, _)| *f == CloneFlags::CLONE_NEWUSER);
     let mut retry = Vec::new();
     for entry in others {
         match setns(entry.2.as_fd(), entry.0) {
@@ -125,7 +144,11 @@ pub fn join(plan: &Plan) -> Result<()> {
 }
 
 fn join_error(entry: &(CloneFlags, &PathBuf, File), source: nix::Error) -> NamespaceError {
-    NamespaceError::Join { kind: kind_name(entry.0), path: entry.1.clone(), source }
+    NamespaceError::Join {
+        kind: kind_name(entry.0),
+        path: entry.1.clone(),
+        source,
+    }
 }
 
 /// Makes the namespaces in `flags`.
@@ -133,7 +156,10 @@ pub fn unshare_new(flags: CloneFlags) -> Result<()> {
     if flags.is_empty() {
         return Ok(());
     }
-    unshare(flags).map_err(|source| NamespaceError::Unshare { kinds: kind_name(flags), source })
+    unshare(flags).map_err(|source| NamespaceError::Unshare {
+        kinds: kind_name(flags),
+        source,
+    })
 }
 
 /// Writes `/proc/<pid>/uid_map` and `gid_map` (done by the parent, which holds the privilege).
@@ -147,8 +173,11 @@ fn write_map(pid: i32, file: &'static str, maps: &[LinuxIdMapping]) -> Result<()
         .iter()
         .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
         .collect();
-    std::fs::write(format!("/proc/{pid}/{file}"), text)
-        .map_err(|source| NamespaceError::IdMap { file, pid, source })
+    std::fs::write(format!("/proc/{pid}/{file}"), text).map_err(|source| NamespaceError::IdMap {
+        file,
+        pid,
+        source,
+    })
 }
 
 /// Checks that mappings and a user namespace come together.
@@ -174,7 +203,11 @@ fn kind_name(flags: CloneFlags) -> String {
         (CloneFlags::CLONE_NEWNET, "network"),
         (CloneFlags::from_bits_retain(CLONE_NEWTIME), "time"),
     ];
-    let v: Vec<&str> = names.iter().filter(|(f, _)| flags.contains(*f)).map(|(_, n)| *n).collect();
+    let v: Vec<&str> = names
+        .iter()
+        .filter(|(f, _)| flags.contains(*f))
+        .map(|(_, n)| *n)
+        .collect();
     v.join(",")
 }
 
@@ -205,7 +238,10 @@ mod tests {
         assert_eq!(p.join.len(), 1);
         assert!(p.needs_fork());
         assert!(p.has(CloneFlags::CLONE_NEWNET));
-        let dup = plan(&[ns(LinuxNamespaceType::Pid, None), ns(LinuxNamespaceType::Pid, None)]);
+        let dup = plan(&[
+            ns(LinuxNamespaceType::Pid, None),
+            ns(LinuxNamespaceType::Pid, None),
+        ]);
         assert!(matches!(dup, Err(NamespaceError::Duplicate { .. })));
     }
 

@@ -2,9 +2,7 @@
 //! rules that let the container use its default devices and the devices of `linux.devices`,
 //! so a config that starts with deny-all (as Docker's does) still has /dev/null and a pty.
 
-use oci_spec::runtime::{
-    LinuxDevice, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources,
-};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources};
 
 /// (type, major, minor) of the devices every container may use: null, zero, full, tty, random,
 /// urandom, /dev/pts/*, /dev/ptmx.
@@ -21,18 +19,35 @@ const DEFAULT_ALLOWED: [(LinuxDeviceType, i64, Option<i64>); 8] = [
 
 /// The resources to apply: the config's, with device rules appended for the default devices
 /// and `devices` (only when the config restricts devices at all).
-pub fn effective(resources: Option<&LinuxResources>, devices: &[LinuxDevice]) -> Option<LinuxResources> {
+pub fn effective(
+    resources: Option<&LinuxResources>,
+    devices: &[LinuxDevice],
+) -> Option<LinuxResources> {
     let mut res = resources.cloned()?;
-    let Some(mut rules) = res.devices().clone() else { return Some(res) };
+    let Some(mut rules) = res.devices().clone() else {
+        return Some(res);
+    };
     let allow = |typ, major, minor: Option<i64>| {
-        let mut b = LinuxDeviceCgroupBuilder::default().allow(true).typ(typ).major(major).access("rwm");
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(typ)
+            .major(major)
+            .access("rwm");
         if let Some(m) = minor {
             b = b.minor(m);
         }
         b.build().ok()
     };
-    rules.extend(DEFAULT_ALLOWED.iter().filter_map(|(t, maj, min)| allow(*t, *maj, *min)));
-    rules.extend(devices.iter().filter_map(|d| allow(d.typ(), d.major(), Some(d.minor()))));
+    rules.extend(
+        DEFAULT_ALLOWED
+            .iter()
+            .filter_map(|(t, maj, min)| allow(*t, *maj, *min)),
+    );
+    rules.extend(
+        devices
+            .iter()
+            .filter_map(|d| allow(d.typ(), d.major(), Some(d.minor()))),
+    );
     res.set_devices(Some(rules));
     Some(res)
 }
@@ -44,8 +59,15 @@ mod tests {
 
     #[test]
     fn appends_defaults_after_deny_all() {
-        let deny = LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().unwrap();
-        let res = LinuxResourcesBuilder::default().devices(vec![deny]).build().unwrap();
+        let deny = LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()
+            .unwrap();
+        let res = LinuxResourcesBuilder::default()
+            .devices(vec![deny])
+            .build()
+            .unwrap();
         let dev = LinuxDeviceBuilder::default()
             .path("/dev/fuse")
             .typ(LinuxDeviceType::C)

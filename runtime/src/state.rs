@@ -30,7 +30,10 @@ pub enum StateError {
     #[error("state of container {id}: {source}")]
     Io { id: String, source: std::io::Error },
     #[error("state of container {id}: corrupt state.json: {source}")]
-    Corrupt { id: String, source: serde_json::Error },
+    Corrupt {
+        id: String,
+        source: serde_json::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StateError>;
@@ -87,8 +90,15 @@ pub struct StateDir {
 impl StateDir {
     /// Makes the directory of a new container; fails if the id is taken.
     pub fn create(root: &Path, id: &str) -> Result<Self> {
-        let io = |source| StateError::Io { id: id.into(), source };
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(root).map_err(io)?;
+        let io = |source| StateError::Io {
+            id: id.into(),
+            source,
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(io)?;
         let dir = root.join(id);
         match fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => Ok(Self { id: id.into(), dir }),
@@ -136,7 +146,9 @@ impl StateDir {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| self.io(e))?;
-        f.write_all(&json).and_then(|()| f.sync_data()).map_err(|e| self.io(e))?;
+        f.write_all(&json)
+            .and_then(|()| f.sync_data())
+            .map_err(|e| self.io(e))?;
         fs::rename(&tmp, self.dir.join(STATE_FILE)).map_err(|e| self.io(e))
     }
 
@@ -150,7 +162,10 @@ impl StateDir {
             }
             Err(e) => return Err(self.io(e)),
         };
-        serde_json::from_slice(&text).map_err(|source| StateError::Corrupt { id: self.id.clone(), source })
+        serde_json::from_slice(&text).map_err(|source| StateError::Corrupt {
+            id: self.id.clone(),
+            source,
+        })
     }
 
     /// Removes the directory and everything in it.
@@ -177,7 +192,10 @@ impl StateDir {
     }
 
     fn io(&self, source: std::io::Error) -> StateError {
-        StateError::Io { id: self.id.clone(), source }
+        StateError::Io {
+            id: self.id.clone(),
+            source,
+        }
     }
 }
 
@@ -186,7 +204,12 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>> {
     let entries = match fs::read_dir(root) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(StateError::Io { id: String::new(), source }),
+        Err(source) => {
+            return Err(StateError::Io {
+                id: String::new(),
+                source,
+            })
+        }
     };
     let mut ids: Vec<String> = entries
         .filter_map(|e| e.ok())
@@ -215,7 +238,11 @@ pub fn process_alive(pid: i32, start_time: u64) -> bool {
 
 /// The state JSON of the runtime-spec (plus runc's fields), as `state` prints and hooks receive.
 pub fn oci_state_json(state: &ContainerState, status: Status) -> serde_json::Value {
-    let pid = if status == Status::Stopped { 0 } else { state.pid };
+    let pid = if status == Status::Stopped {
+        0
+    } else {
+        state.pid
+    };
     serde_json::json!({
         "ociVersion": OCI_VERSION,
         "id": state.id,
@@ -286,8 +313,14 @@ mod tests {
     fn create_twice_and_open_missing() {
         let root = tempfile::tempdir().expect("tempdir");
         let dir = StateDir::create(root.path(), "c1").expect("create");
-        assert!(matches!(StateDir::create(root.path(), "c1"), Err(StateError::Exists(_))));
-        assert!(matches!(StateDir::open(root.path(), "nope"), Err(StateError::NotFound(_))));
+        assert!(matches!(
+            StateDir::create(root.path(), "c1"),
+            Err(StateError::Exists(_))
+        ));
+        assert!(matches!(
+            StateDir::open(root.path(), "nope"),
+            Err(StateError::NotFound(_))
+        ));
         assert!(matches!(dir.load(), Err(StateError::NotFound(_))));
         assert_eq!(list_ids(root.path()).expect("list"), vec!["c1".to_string()]);
         dir.remove().expect("remove");

@@ -56,7 +56,10 @@ mod tests {
             .additional_gids(vec![5u32, 3, 5, 1, 3])
             .build()
             .expect("user");
-        let g: Vec<u32> = supplementary_groups(&u).iter().map(|g| g.as_raw()).collect();
+        let g: Vec<u32> = supplementary_groups(&u)
+            .iter()
+            .map(|g| g.as_raw())
+            .collect();
         assert_eq!(g, vec![5, 3, 1]);
     }
 }

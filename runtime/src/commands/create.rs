@@ -12,7 +12,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
-use crate::cgroups::Cgroup;
+use crate::cgroups::{Cgroup, CgroupError};
 use crate::channel::{self, Channel, InitConfig, Message, INIT_FD_ENV};
 use crate::cli::CreateArgs;
 use crate::config::{self, Bundle};
@@ -121,14 +121,12 @@ fn build(root: &Path, args: &CreateArgs, bundle: Bundle, undo: &mut Undo) -> Res
         Some(s) => Some(seccomp::compile(s, Some(&root.join(".seccomp-cache")))?),
         None => None,
     };
-    let mut cgroup = Cgroup::for_container(
-        linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
-        &args.id,
-    )?;
-    let devices = linux.devices().clone().unwrap_or_default();
-    cgroup.apply(resources::effective(linux.resources().as_ref(), &devices).as_ref())?;
-    let cgroup_path = cgroup.path().to_string();
-    undo.cgroup = Some(cgroup);
+    undo.cgroup = make_cgroup(&linux, &args.id)?;
+    let cgroup_path = undo
+        .cgroup
+        .as_ref()
+        .map(|c| c.path().to_string())
+        .unwrap_or_default();
     let fifo_path = undo.dir.as_ref().map(StateDir::fifo_path);
     let fifo = make_fifo(
         &fifo_path.ok_or_else(|| Error::sys("state dir", std::io::ErrorKind::NotFound))?,
@@ -161,7 +159,7 @@ fn build(root: &Path, args: &CreateArgs, bundle: Bundle, undo: &mut Undo) -> Res
         runtime_hooks,
     };
     let (parent, child_end) = channel::pair()?;
-    let mut stage1 = spawn_init(&child_end, args.preserve_fds)?;
+    let mut stage1 = spawn_init(&child_end, args.preserve_fds, &state.bundle)?;
     drop(child_end);
     let pid = stage1.id() as i32;
     undo.pid = Some(pid);
@@ -184,6 +182,22 @@ fn build(root: &Path, args: &CreateArgs, bundle: Bundle, undo: &mut Undo) -> Res
         write_pid_file(p, state.pid)?;
     }
     Ok(Created { state, console })
+}
+
+/// Creates the cgroup and applies the resources. A rootless caller that cannot write the
+/// cgroup tree gets no cgroup (and a warning), as with runc.
+fn make_cgroup(linux: &oci_spec::runtime::Linux, id: &str) -> Result<Option<Cgroup>> {
+    let path = linux.cgroups_path().as_ref().and_then(|p| p.to_str());
+    let mut cgroup = Cgroup::for_container(path, id)?;
+    let devices = linux.devices().clone().unwrap_or_default();
+    match cgroup.apply(resources::effective(linux.resources().as_ref(), &devices).as_ref()) {
+        Ok(()) => Ok(Some(cgroup)),
+        Err(CgroupError::NotWritable { path, msg }) if !nix::unistd::geteuid().is_root() => {
+            tracing::warn!("no cgroup for container {id}: {path}: {msg}");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Answers init's requests until it reports `Ready` (or fails).
@@ -257,13 +271,15 @@ fn hand_over_console(master: Option<OwnedFd>, socket: Option<&Path>) -> Result<O
 
 /// Starts `keel-runtime init` from a sealed copy of this binary, its channel on the first fd
 /// after the preserved ones.
-fn spawn_init(child_end: &Channel, preserve_fds: u32) -> Result<Child> {
+fn spawn_init(child_end: &Channel, preserve_fds: u32, bundle: &Path) -> Result<Child> {
     let exe = clone_binary::sealed_self()?;
     let exe_path = PathBuf::from(format!("/proc/self/fd/{}", exe.as_raw_fd()));
     let target = 3 + preserve_fds as i32;
     let source = child_end.as_raw_fd();
     let mut cmd = Command::new(exe_path);
+    // Relative mount sources are relative to the bundle, as in runc.
     cmd.arg0("keel-runtime")
+        .current_dir(bundle)
         .arg("init")
         .env(INIT_FD_ENV, target.to_string());
     set_child_fd(&mut cmd, source, target);

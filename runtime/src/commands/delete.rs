@@ -34,13 +34,19 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
             })
         }
     }
-    let mut cgroup = Cgroup::load(&st.cgroup_path)?;
-    kill_everything(&cgroup, st.pid, status);
-    let poststop = st.spec.hooks().as_ref().and_then(|h| h.poststop().clone()).unwrap_or_default();
-    cgroup.destroy()?;
+    // A rootless container may have no cgroup (empty path).
+    let mut cgroup = match st.cgroup_path.as_str() {
+        "" => None,
+        path => Some(Cgroup::load(path)?),
+    };
+    kill_everything(cgroup.as_ref(), st.pid, status);
+    let poststop = st.spec.hooks().as_ref().and_then(|h| h.poststop().clone());
+    if let Some(cg) = cgroup.as_mut() {
+        cg.destroy()?;
+    }
     drop(lock);
     dir.remove()?;
-    if !poststop.is_empty() {
+    if let Some(poststop) = poststop.filter(|p| !p.is_empty()) {
         let json = oci_state_json(&st, Status::Stopped).to_string();
         hooks::run_hooks_warn(&poststop, json.as_bytes());
     }
@@ -48,17 +54,17 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
 }
 
 /// SIGKILL to init and every process of the cgroup, thawed if paused; waits until they are gone.
-fn kill_everything(cgroup: &Cgroup, pid: i32, status: Status) {
+fn kill_everything(cgroup: Option<&Cgroup>, pid: i32, status: Status) {
     if status == Status::Stopped {
         return;
     }
-    let pids = cgroup.pids().unwrap_or_default();
+    let pids = cgroup.and_then(|c| c.pids().ok()).unwrap_or_default();
     let _ = send_raw(pid, libc::SIGKILL);
     for p in &pids {
         let _ = send_raw(*p, libc::SIGKILL);
     }
-    if status == Status::Paused {
-        let _ = cgroup.set_frozen(false);
+    if let (Status::Paused, Some(cg)) = (status, cgroup) {
+        let _ = cg.set_frozen(false);
     }
     wait_gone(pid);
     for p in pids {

@@ -23,7 +23,7 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
             what: "there is no process to signal".into(),
         });
     }
-    if all {
+    if all && !st.cgroup_path.is_empty() {
         return signal_all(&st.cgroup_path, sig, status == Status::Paused);
     }
     send_raw(st.pid, sig).map_err(|e| Error::sys(format!("signal {signal} to pid {}", st.pid), e))

@@ -10,12 +10,15 @@ use crate::{Error, Result};
 pub fn list(root: &Path, args: &ListArgs) -> Result<()> {
     let mut rows = Vec::new();
     for id in list_ids(root)? {
-        let Ok(dir) = StateDir::open(root, &id) else { continue };
+        let Ok(dir) = StateDir::open(root, &id) else {
+            continue;
+        };
         let Ok(st) = dir.load() else { continue };
         rows.push(oci_state_json(&st, dir.status(&st)));
     }
     if args.quiet {
-        rows.iter().for_each(|r| println!("{}", r["id"].as_str().unwrap_or_default()));
+        rows.iter()
+            .for_each(|r| println!("{}", r["id"].as_str().unwrap_or_default()));
         return Ok(());
     }
     match args.format {
@@ -36,11 +39,20 @@ fn print_table(rows: &[serde_json::Value]) {
     };
     let widths: Vec<usize> = cols
         .iter()
-        .map(|c| rows.iter().map(|r| cell(r, c).len()).chain([c.len()]).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .map(|r| cell(r, c).len())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let line = |vals: Vec<String>| {
-        let padded: Vec<String> =
-            vals.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+        let padded: Vec<String> = vals
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
         println!("{}", padded.join("   ").trim_end());
     };
     line(cols.iter().map(|c| c.to_uppercase()).collect());

@@ -38,7 +38,8 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::sys("set subreaper", e))?;
     let created = create(root, &args.create, Attach::Foreground)?;
     let mask = forwarded_mask();
-    mask.thread_block().map_err(|e| Error::sys("block signals", e))?;
+    mask.thread_block()
+        .map_err(|e| Error::sys("block signals", e))?;
     start_or_clean(root, id)?;
     if let Some(master) = created.console {
         copy_console(master);
@@ -94,7 +95,9 @@ fn reap(pid: i32) -> Result<Option<i32>> {
 
 /// Copies between our stdio and the container's pty in two threads, for the container's life.
 fn copy_console(master: OwnedFd) {
-    let Ok(reader) = master.try_clone() else { return };
+    let Ok(reader) = master.try_clone() else {
+        return;
+    };
     let mut from_pty = File::from(reader);
     let mut to_pty = File::from(master);
     std::thread::spawn(move || std::io::copy(&mut from_pty, &mut std::io::stdout()));

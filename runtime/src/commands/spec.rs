@@ -15,7 +15,12 @@ pub fn spec(args: &SpecArgs) -> Result<()> {
             std::io::ErrorKind::AlreadyExists,
         ));
     }
-    let spec = if args.rootless { rootless_spec() } else { default_spec() };
+    let spec = if args.rootless {
+        rootless_spec()
+    } else {
+        default_spec()
+    };
     let text = serde_json::to_string_pretty(&spec).map_err(|e| Error::sys("spec", e))?;
-    std::fs::write(&path, text + "\n").map_err(|e| Error::sys(format!("write {}", path.display()), e))
+    std::fs::write(&path, text + "\n")
+        .map_err(|e| Error::sys(format!("write {}", path.display()), e))
 }

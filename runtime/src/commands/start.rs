@@ -23,7 +23,12 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     }
     release_init(&dir.fifo_path())?;
     let _ = std::fs::remove_file(dir.fifo_path());
-    let poststart = st.spec.hooks().as_ref().and_then(|h| h.poststart().clone()).unwrap_or_default();
+    let poststart = st
+        .spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.poststart().clone())
+        .unwrap_or_default();
     if poststart.is_empty() {
         return Ok(());
     }
@@ -44,5 +49,6 @@ fn release_init(fifo: &Path) -> Result<()> {
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(fifo)
         .map_err(|e| Error::sys("container init is not waiting (exec fifo)", e))?;
-    f.write_all(&[0]).map_err(|e| Error::sys("release container init", e))
+    f.write_all(&[0])
+        .map_err(|e| Error::sys("release container init", e))
 }
