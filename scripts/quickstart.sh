@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root (containers need it): sudo $0" >&2; exit 1; }
 scripts/install-deps.sh
-cargo build --release -p keel-runtime -p keel-integration-tests --bin keel-runtime --bin keel-bundle
+scripts/build-release.sh
 work=$(mktemp -d /tmp/keel-quickstart.XXXXXX)
-trap 'target/release/keel-runtime --root "$work/state" delete --force quickstart >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+trap 'target/release-static/keel-runtime --root "$work/state" delete --force quickstart >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 target/release/keel-bundle "$work/bundle" --args /bin/sh -c 'echo "hello from keel: $(hostname), pid $$, $(id)"; cat /proc/self/status | grep ^Cap'
-target/release/keel-runtime --root "$work/state" run --bundle "$work/bundle" quickstart
+target/release-static/keel-runtime --root "$work/state" run --bundle "$work/bundle" quickstart

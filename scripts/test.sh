@@ -8,4 +8,4 @@ scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --all-targets
-cargo test --workspace -- --test-threads="${KEEL_TEST_THREADS:-4}"
+cargo test --workspace --no-fail-fast -- --test-threads="${KEEL_TEST_THREADS:-4}"

@@ -1,1 +1,23 @@
-//! Fixtures for the integration tests.
+//! Fixtures for the integration tests: a busybox rootfs ([`rootfs`]), OCI configs ([`config`])
+//! and bundles ([`bundle`]), a handle on a runtime binary ([`runtime`]), and host observations
+//! ([`host`]) to check what a container left behind.
+
+pub mod binary;
+pub mod bundle;
+pub mod checks;
+pub mod config;
+pub mod console;
+pub mod exec;
+pub mod host;
+pub mod ids;
+pub mod inside;
+pub mod rootfs;
+pub mod runtime;
+pub mod seccomp_profile;
+pub mod skip;
+
+pub use bundle::Bundle;
+pub use config::Config;
+pub use ids::unique_id;
+pub use runtime::{run_and_capture, Captured, Runtime};
+pub use skip::is_root;

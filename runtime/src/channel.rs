@@ -53,6 +53,8 @@ pub struct InitConfig {
     pub seccomp: Option<Filter>,
     /// Whether prestart/createRuntime hooks exist, so init stops for the parent to run them.
     pub runtime_hooks: bool,
+    /// cgroup v1 `tasks` files init writes "0" to, moving itself into the container's cgroup.
+    pub cgroup_task_files: Vec<PathBuf>,
 }
 
 /// Every message, both directions.

@@ -14,10 +14,10 @@ use nix::unistd::{fork, ForkResult, Gid, Uid};
 use oci_spec::runtime::{Hook, Process, Spec};
 
 use crate::capabilities::CapSets;
-use crate::channel::{Channel, InitConfig, Message};
+use crate::channel::{Channel, ChannelError, InitConfig, Message};
 use crate::namespaces::{self, Plan};
 use crate::state::{ContainerState, Status};
-use crate::{console, hooks, rlimits, rootfs, seccomp, user};
+use crate::{console, hooks, network, rlimits, rootfs, seccomp, user};
 
 /// Errors of the init sequence; each names the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +26,25 @@ pub enum InitError {
     Step { step: &'static str, msg: String },
     #[error("exec {0}: executable file not found in $PATH")]
     NotFound(String),
+    #[error("exec {0}: no such file, or not an executable file")]
+    NotExecutable(String),
+    /// The parent went away (it failed and reports its own error).
+    #[error("the runtime closed the init channel")]
+    ParentGone,
 }
 
 pub type Result<T> = std::result::Result<T, InitError>;
+
+/// Maps a channel failure: a closed channel means the parent is gone, not a new error.
+fn chan(step_name: &'static str) -> impl FnOnce(ChannelError) -> InitError {
+    move |e| match e {
+        ChannelError::Closed => InitError::ParentGone,
+        ChannelError::Io(ref io) if io.kind() == std::io::ErrorKind::BrokenPipe => {
+            InitError::ParentGone
+        }
+        e => step(step_name)(e),
+    }
+}
 
 fn step<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> InitError {
     move |e| InitError::Step {
@@ -67,6 +83,7 @@ fn stage1(channel: &Channel) -> Result<i32> {
     let fifo = fds
         .pop()
         .ok_or_else(|| step("receive config")("no exec fifo fd"))?;
+    join_cgroup(&config.cgroup_task_files)?;
     let linux = config.spec.linux().clone().unwrap_or_default();
     let plan = namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())
         .map_err(step("namespaces"))?;
@@ -75,7 +92,9 @@ fn stage1(channel: &Channel) -> Result<i32> {
         enter_new_user_namespace(channel)?;
     }
     namespaces::unshare_new(plan.new).map_err(step("namespaces"))?;
-    // SAFETY-free: this process is single-threaded, so fork is sound.
+    if let Some(offsets) = linux.time_offsets() {
+        namespaces::write_time_offsets(offsets).map_err(step("time offsets"))?;
+    }
     match fork_init()? {
         ForkResult::Parent { child } => {
             channel
@@ -88,6 +107,9 @@ fn stage1(channel: &Channel) -> Result<i32> {
                 Err(e) => e,
                 Ok(never) => match never {},
             };
+            if matches!(err, InitError::ParentGone) {
+                return Ok(1);
+            }
             // After `Ready` the parent is gone: the container's stderr is the only witness.
             if channel.send(&Message::Error(err.to_string())).is_err() {
                 eprintln!("keel-runtime init: {err}");
@@ -102,6 +124,19 @@ fn fork_init() -> Result<ForkResult> {
     // SAFETY: `keel-runtime init` is single-threaded (no runtime, no thread spawned), so the
     // child may run arbitrary code after fork.
     unsafe { fork() }.map_err(step("fork container init"))
+}
+
+/// Moves this process into the container's cgroup, before it forks the container's init.
+///
+/// Why here and not by the parent: a write of a pid to `cgroup.procs` takes the kernel's global
+/// threadgroup lock, whose first writer waits for an RCU grace period (~10 ms here), while a
+/// single-threaded process writing "0" to a v1 `tasks` file moves itself without that lock.
+fn join_cgroup(task_files: &[PathBuf]) -> Result<()> {
+    for file in task_files {
+        std::fs::write(file, "0")
+            .map_err(|e| step("join cgroup")(format!("{}: {e}", file.display())))?;
+    }
+    Ok(())
 }
 
 /// Makes a user namespace, has the parent write its id maps, and becomes its root.
@@ -125,12 +160,15 @@ fn stage2(
     plan: &Plan,
     fifo: OwnedFd,
 ) -> Result<std::convert::Infallible> {
-    let Message::HostPid(pid) = channel.expect("HostPid").map_err(step("host pid"))? else {
+    let Message::HostPid(pid) = channel.expect("HostPid").map_err(chan("host pid"))? else {
         return Err(step("host pid")("unexpected message"));
     };
     let spec = &config.spec;
     let process = spec.process().clone().unwrap_or_default();
     nix::unistd::setsid().map_err(step("setsid"))?;
+    if plan.new.contains(CloneFlags::CLONE_NEWNET) {
+        network::loopback_up().map_err(step("loopback"))?;
+    }
     prepare_rootfs(config, plan)?;
     run_runtime_hooks(channel, config)?;
     run_container_hooks(
@@ -163,7 +201,7 @@ fn stage2(
         set_no_new_privs()?;
     }
     let (argv, envp, exe) = prepare_exec(&process)?;
-    channel.send(&Message::Ready).map_err(step("ready"))?;
+    channel.send(&Message::Ready).map_err(chan("ready"))?;
     wait_for_start(fifo)?;
     run_container_hooks(
         config,
@@ -193,8 +231,8 @@ fn run_runtime_hooks(channel: &Channel, config: &InitConfig) -> Result<()> {
     if !config.runtime_hooks {
         return Ok(());
     }
-    channel.send(&Message::RunHooks).map_err(step("hooks"))?;
-    channel.expect("HooksDone").map_err(step("hooks"))?;
+    channel.send(&Message::RunHooks).map_err(chan("hooks"))?;
+    channel.expect("HooksDone").map_err(chan("hooks"))?;
     Ok(())
 }
 
@@ -278,7 +316,7 @@ fn setup_console(channel: &Channel, process: &Process) -> Result<()> {
     console::make_controlling(&slave).map_err(step("console"))?;
     channel
         .send_with_fds(&Message::Console, &[master.as_raw_fd()])
-        .map_err(step("console"))
+        .map_err(chan("console"))
 }
 
 fn set_oom_score_adj(process: &Process) -> Result<()> {
@@ -391,14 +429,17 @@ fn prepare_exec(process: &Process) -> Result<ExecArgs> {
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    let exe = look_path(first, path_var).ok_or_else(|| InitError::NotFound(first.clone()))?;
+    let exe = look_path(first, path_var).ok_or_else(|| match first.contains('/') {
+        true => InitError::NotExecutable(first.clone()),
+        false => InitError::NotFound(first.clone()),
+    })?;
     Ok((argv, envp, cstr(&exe.to_string_lossy())?))
 }
 
 /// Finds `name` as exec would: a name with `/` is taken as is, else searched in `path`.
 fn look_path(name: &str, path: &str) -> Option<PathBuf> {
     if name.contains('/') {
-        return Some(PathBuf::from(name));
+        return Some(PathBuf::from(name)).filter(|p| is_executable(p));
     }
     path.split(':')
         .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(name))
@@ -433,7 +474,8 @@ mod tests {
             look_path("sh", "/nonexistent:/bin"),
             Some(PathBuf::from("/bin/sh"))
         );
-        assert_eq!(look_path("/x/y", ""), Some(PathBuf::from("/x/y")));
+        assert_eq!(look_path("/bin/sh", ""), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(look_path("/x/y", ""), None);
         assert_eq!(look_path("no-such-binary-here", "/bin"), None);
     }
 }

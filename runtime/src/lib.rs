@@ -19,6 +19,7 @@ pub mod init;
 pub mod logging;
 pub mod mounts;
 pub mod namespaces;
+pub mod network;
 pub mod resources;
 pub mod rlimits;
 pub mod rootfs;

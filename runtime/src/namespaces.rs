@@ -5,7 +5,9 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use nix::sched::{setns, unshare, CloneFlags};
-use oci_spec::runtime::{LinuxIdMapping, LinuxNamespace, LinuxNamespaceType};
+use std::collections::HashMap;
+
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespace, LinuxNamespaceType, LinuxTimeOffset};
 
 /// Errors with namespaces.
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +178,26 @@ fn write_map(pid: i32, file: &'static str, maps: &[LinuxIdMapping]) -> Result<()
     std::fs::write(format!("/proc/{pid}/{file}"), text).map_err(|source| NamespaceError::IdMap {
         file,
         pid,
+        source,
+    })
+}
+
+/// Writes `linux.timeOffsets` for the time namespace just made: only possible before any
+/// process has entered it, so between unshare and fork.
+pub fn write_time_offsets(offsets: &HashMap<String, LinuxTimeOffset>) -> Result<()> {
+    let text: String = offsets
+        .iter()
+        .map(|(clock, o)| {
+            format!(
+                "{clock} {} {}\n",
+                o.secs().unwrap_or(0),
+                o.nanosecs().unwrap_or(0)
+            )
+        })
+        .collect();
+    std::fs::write("/proc/self/timens_offsets", text).map_err(|source| NamespaceError::IdMap {
+        file: "timens_offsets",
+        pid: std::process::id() as i32,
         source,
     })
 }

@@ -1,8 +1,11 @@
-//! `linux.resources` as applied to the cgroup: the config's own, plus, as runc adds them, device
-//! rules that let the container use its default devices and the devices of `linux.devices`,
-//! so a config that starts with deny-all (as Docker's does) still has /dev/null and a pty.
+//! `linux.resources` as applied to the cgroup: the config's own, plus, as runc and youki add
+//! them, device rules that let the container use its default devices, so a config that starts
+//! with deny-all (as Docker's does) still has /dev/null and a pty. Devices of `linux.devices` get
+//! no rule: the config's own rules decide, so a config can create a node and still deny it.
 
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources};
+use oci_spec::runtime::{
+    LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources,
+};
 
 /// (type, major, minor) of the devices every container may use: null, zero, full, tty, random,
 /// urandom, /dev/pts/*, /dev/ptmx.
@@ -17,16 +20,27 @@ const DEFAULT_ALLOWED: [(LinuxDeviceType, i64, Option<i64>); 8] = [
     (LinuxDeviceType::C, 5, Some(2)),
 ];
 
-/// The resources to apply: the config's, with device rules appended for the default devices
-/// and `devices` (only when the config restricts devices at all).
-pub fn effective(
+/// The config's resources in the two steps they are applied in, as runc does: everything but
+/// device rules when the cgroup is made; device rules (with the defaults appended) once init has
+/// made the container's device nodes, which a deny rule would otherwise forbid it to mknod.
+pub fn split(
     resources: Option<&LinuxResources>,
-    devices: &[LinuxDevice],
-) -> Option<LinuxResources> {
-    let mut res = resources.cloned()?;
-    let Some(mut rules) = res.devices().clone() else {
-        return Some(res);
+) -> (Option<LinuxResources>, Option<LinuxResources>) {
+    let Some(res) = resources else {
+        return (None, None);
     };
+    let mut first = res.clone();
+    first.set_devices(None);
+    let devices = res.devices().clone().map(|rules| {
+        let mut only = LinuxResources::default();
+        only.set_devices(Some(with_default_devices(rules)));
+        only
+    });
+    (Some(first), devices)
+}
+
+/// `rules` with allow rules for the default devices appended.
+fn with_default_devices(mut rules: Vec<LinuxDeviceCgroup>) -> Vec<LinuxDeviceCgroup> {
     let allow = |typ, major, minor: Option<i64>| {
         let mut b = LinuxDeviceCgroupBuilder::default()
             .allow(true)
@@ -43,22 +57,16 @@ pub fn effective(
             .iter()
             .filter_map(|(t, maj, min)| allow(*t, *maj, *min)),
     );
-    rules.extend(
-        devices
-            .iter()
-            .filter_map(|d| allow(d.typ(), d.major(), Some(d.minor()))),
-    );
-    res.set_devices(Some(rules));
-    Some(res)
+    rules
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oci_spec::runtime::{LinuxDeviceBuilder, LinuxResourcesBuilder};
+    use oci_spec::runtime::LinuxResourcesBuilder;
 
     #[test]
-    fn appends_defaults_after_deny_all() {
+    fn devices_come_second_with_defaults_after_deny_all() {
         let deny = LinuxDeviceCgroupBuilder::default()
             .allow(false)
             .access("rwm")
@@ -68,24 +76,19 @@ mod tests {
             .devices(vec![deny])
             .build()
             .unwrap();
-        let dev = LinuxDeviceBuilder::default()
-            .path("/dev/fuse")
-            .typ(LinuxDeviceType::C)
-            .major(10)
-            .minor(229)
-            .build()
-            .unwrap();
-        let out = effective(Some(&res), &[dev]).unwrap();
-        let rules = out.devices().as_ref().unwrap();
+        let (first, devices) = split(Some(&res));
+        assert!(first.unwrap().devices().is_none());
+        let devices = devices.unwrap();
+        let rules = devices.devices().as_ref().unwrap();
         assert!(!rules[0].allow());
-        assert_eq!(rules.len(), 1 + DEFAULT_ALLOWED.len() + 1);
-        assert_eq!(rules.last().unwrap().major(), Some(10));
+        assert_eq!(rules.len(), 1 + DEFAULT_ALLOWED.len());
+        assert!(rules[1..].iter().all(|r| r.allow()));
     }
 
     #[test]
     fn leaves_unrestricted_configs_alone() {
         let res = LinuxResourcesBuilder::default().build().unwrap();
-        assert!(effective(Some(&res), &[]).unwrap().devices().is_none());
-        assert!(effective(None, &[]).is_none());
+        assert!(split(Some(&res)).1.is_none());
+        assert_eq!(split(None), (None, None));
     }
 }

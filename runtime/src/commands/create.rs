@@ -147,6 +147,11 @@ fn build(root: &Path, args: &CreateArgs, bundle: Bundle, undo: &mut Undo) -> Res
         annotations: spec.annotations().clone().unwrap_or_default(),
         spec: spec.clone(),
     };
+    let task_files = undo
+        .cgroup
+        .as_ref()
+        .map(Cgroup::v1_task_files)
+        .unwrap_or_default();
     let config = InitConfig {
         id: args.id.clone(),
         spec,
@@ -157,18 +162,25 @@ fn build(root: &Path, args: &CreateArgs, bundle: Bundle, undo: &mut Undo) -> Res
         preserve_fds: args.preserve_fds,
         seccomp: filter,
         runtime_hooks,
+        cgroup_task_files: task_files.clone(),
     };
     let (parent, child_end) = channel::pair()?;
     let mut stage1 = spawn_init(&child_end, args.preserve_fds, &state.bundle)?;
     drop(child_end);
     let pid = stage1.id() as i32;
     undo.pid = Some(pid);
-    if let Some(cg) = undo.cgroup.as_mut() {
+    // On v1 init moves itself (see init::join_cgroup); otherwise the parent moves it.
+    if let (Some(cg), true) = (undo.cgroup.as_mut(), task_files.is_empty()) {
         cg.add_process(pid)?;
     }
     parent.send_with_fds(&Message::Config(Box::new(config)), &[fifo.as_raw_fd()])?;
     drop(fifo);
     let console = drive_init(&parent, &mut stage1, &mut state, undo, &uid_maps, &gid_maps)?;
+    if let (Some(cg), (_, Some(devices))) =
+        (&undo.cgroup, resources::split(linux.resources().as_ref()))
+    {
+        cg.update(&devices)?;
+    }
     let console = hand_over_console(console, args.console_socket.as_deref())?;
     let (start_time, _) = state::process_start_time(state.pid)
         .ok_or_else(|| Error::ContainerInit("init exited during create".into()))?;
@@ -189,8 +201,7 @@ fn build(root: &Path, args: &CreateArgs, bundle: Bundle, undo: &mut Undo) -> Res
 fn make_cgroup(linux: &oci_spec::runtime::Linux, id: &str) -> Result<Option<Cgroup>> {
     let path = linux.cgroups_path().as_ref().and_then(|p| p.to_str());
     let mut cgroup = Cgroup::for_container(path, id)?;
-    let devices = linux.devices().clone().unwrap_or_default();
-    match cgroup.apply(resources::effective(linux.resources().as_ref(), &devices).as_ref()) {
+    match cgroup.apply(resources::split(linux.resources().as_ref()).0.as_ref()) {
         Ok(()) => Ok(Some(cgroup)),
         Err(CgroupError::NotWritable { path, msg }) if !nix::unistd::geteuid().is_root() => {
             tracing::warn!("no cgroup for container {id}: {path}: {msg}");

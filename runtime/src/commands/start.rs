@@ -42,13 +42,39 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Writes the byte init waits for. Opening without blocking fails (ENXIO) if init is gone.
+/// Writes the byte init waits for, then waits until init has exec'ed (or died): the runtime-
+/// spec runs poststart hooks only after the user's process is executed.
+///
+/// How: a reader opened before our writer sees POLLHUP once every writer is gone; the last one
+/// is init's own fd on the fifo, closed on exec (close-on-exec) or on exit.
 fn release_init(fifo: &Path) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(fifo)
-        .map_err(|e| Error::sys("container init is not waiting (exec fifo)", e))?;
-    f.write_all(&[0])
-        .map_err(|e| Error::sys("release container init", e))
+    let open = |write: bool| {
+        std::fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(fifo)
+    };
+    let reader = open(false).map_err(|e| Error::sys("open exec fifo", e))?;
+    // Opening a writer without blocking fails (ENXIO) if no reader is there: init is gone.
+    let mut writer =
+        open(true).map_err(|e| Error::sys("container init is not waiting (exec fifo)", e))?;
+    writer
+        .write_all(&[0])
+        .map_err(|e| Error::sys("release container init", e))?;
+    drop(writer);
+    wait_for_hangup(&reader)
+}
+
+fn wait_for_hangup(reader: &std::fs::File) -> Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    loop {
+        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::empty())];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) if fds[0].any().unwrap_or(true) => return Ok(()),
+            Ok(_) | Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(Error::sys("wait for container exec", e)),
+        }
+    }
 }
