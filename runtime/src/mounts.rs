@@ -200,6 +200,16 @@ fn set_propagation_and_attrs(
     Ok(())
 }
 
+/// Makes the (detached or attached) mount tree of `fd` read-only, nosuid and nodev.
+pub(crate) fn make_readonly(fd: &OwnedFd) -> nix::Result<()> {
+    use options::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+    mount_setattr_recursive(
+        fd,
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        0,
+    )
+}
+
 /// `struct mount_attr` of mount_setattr(2).
 #[repr(C)]
 struct MountAttr {

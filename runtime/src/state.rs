@@ -146,9 +146,9 @@ impl StateDir {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| self.io(e))?;
-        f.write_all(&json)
-            .and_then(|()| f.sync_data())
-            .map_err(|e| self.io(e))?;
+        // No fsync: the state lives as long as the container, normally on tmpfs (/run); the
+        // rename alone keeps readers from ever seeing a half-written file.
+        f.write_all(&json).map_err(|e| self.io(e))?;
         fs::rename(&tmp, self.dir.join(STATE_FILE)).map_err(|e| self.io(e))
     }
 

@@ -283,7 +283,7 @@ fn hand_over_console(master: Option<OwnedFd>, socket: Option<&Path>) -> Result<O
 /// Starts `keel-runtime init` from a sealed copy of this binary, its channel on the first fd
 /// after the preserved ones.
 fn spawn_init(child_end: &Channel, preserve_fds: u32, bundle: &Path) -> Result<Child> {
-    let exe = clone_binary::sealed_self()?;
+    let exe = clone_binary::protected_self()?;
     let exe_path = PathBuf::from(format!("/proc/self/fd/{}", exe.as_raw_fd()));
     let target = 3 + preserve_fds as i32;
     let source = child_end.as_raw_fd();

@@ -9,9 +9,9 @@ use super::{MountError, Result};
 const MS_NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(256);
 
 // mount_setattr(2) attributes (linux/mount.h); stable kernel ABI, not in libc yet.
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x4;
 const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 const MOUNT_ATTR_ATIME: u64 = 0x70;
 const MOUNT_ATTR_RELATIME: u64 = 0x0;
