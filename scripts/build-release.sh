@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 host=$(rustc -vV | sed -n 's/^host: //p')
 # --target keeps RUSTFLAGS off build scripts and proc-macros, which cannot be static.
 LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="/usr/lib/$(gcc -print-multiarch)" \
-RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" CARGO_PROFILE_RELEASE_OPT_LEVEL=s \
   cargo build --release --target "$host" -p keel-runtime
 mkdir -p target/release-static
 cp "target/$host/release/keel-runtime" target/release-static/keel-runtime

@@ -57,11 +57,26 @@ pub struct InitConfig {
     pub cgroup_task_files: Vec<PathBuf>,
 }
 
+/// What the parent tells init to run inside an existing container.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExecConfig {
+    pub id: String,
+    pub process: oci_spec::runtime::Process,
+    /// The container's namespaces, each with the path of its init's (`/proc/<pid>/ns/<type>`).
+    pub namespaces: Vec<oci_spec::runtime::LinuxNamespace>,
+    pub seccomp: Option<Filter>,
+    pub preserve_fds: u32,
+    /// cgroup v1 `tasks` files to join (see `InitConfig::cgroup_task_files`).
+    pub cgroup_task_files: Vec<PathBuf>,
+}
+
 /// Every message, both directions.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Message {
     /// parent → init: the container to build; carries the exec fifo fd.
     Config(Box<InitConfig>),
+    /// parent → init: a process to run in an existing container.
+    Exec(Box<ExecConfig>),
     /// init → parent: a new user namespace exists; write the id maps of the sender's pid.
     MapIds,
     /// parent → init: the id maps are written.

@@ -56,6 +56,20 @@ pub enum Command {
     List(ListArgs),
     /// Write a default config.json to the current directory (or --bundle).
     Spec(SpecArgs),
+    /// Run a new process inside a running container.
+    Exec(ExecArgs),
+    /// List the processes of a container.
+    Ps(PsArgs),
+    /// Freeze every process of a container.
+    Pause(IdArgs),
+    /// Thaw a paused container.
+    Resume(IdArgs),
+    /// Change the cgroup limits of a running container.
+    Update(UpdateArgs),
+    /// Print the container's resource usage and OOM events.
+    Events(EventsArgs),
+    /// Print what this runtime supports (the runtime-spec features document).
+    Features,
     /// The container's init process (internal: started by create).
     #[command(hide = true)]
     Init,
@@ -152,4 +166,116 @@ pub struct SpecArgs {
     /// A config for a non-root user: user namespace, no cgroup limits.
     #[arg(long)]
     pub rootless: bool,
+}
+
+/// `exec` flags, as runc's.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// A process.json (runtime-spec `process`) instead of the command line.
+    #[arg(long, short = 'p')]
+    pub process: Option<PathBuf>,
+    /// Allocate a pseudo-TTY.
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    /// Unix socket that receives the pty master (with --tty).
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Working directory in the container.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Environment variables (`KEY=value`), added to the container's.
+    #[arg(long, short = 'e')]
+    pub env: Vec<String>,
+    /// `uid[:gid]` to run as.
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    /// Additional gids.
+    #[arg(long = "additional-gids", short = 'g')]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability to the container's sets (`CAP_NET_ADMIN`).
+    #[arg(long, short = 'c')]
+    pub cap: Vec<String>,
+    /// Set no_new_privs for the process.
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    /// Return once the process has started instead of waiting for it.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// File to write the process's pid to.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Pass this many extra fds (3, 4, ...) to the process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Accepted for runc compatibility (no AppArmor here).
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// Accepted for runc compatibility (no SELinux here).
+    #[arg(long = "process-label")]
+    pub process_label: Option<String>,
+    /// Exec into a paused container too.
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
+    pub id: String,
+    /// The command and its arguments (after `--`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// `ps` flags.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// `table` (ps output for the container's pids) or `json` (the pids).
+    #[arg(long, short = 'f', value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    pub id: String,
+    /// Options passed to ps(1) for the table format (default `-ef`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+/// `update` flags: a resources file or runc's per-resource flags.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// A runtime-spec `linux.resources` JSON file, or `-` for stdin.
+    #[arg(long, short = 'r')]
+    pub resources: Option<PathBuf>,
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    #[arg(long = "cpu-quota")]
+    pub cpu_quota: Option<i64>,
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<u64>,
+    #[arg(long = "cpu-rt-runtime")]
+    pub cpu_rt_runtime: Option<i64>,
+    #[arg(long = "cpu-share")]
+    pub cpu_share: Option<u64>,
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Memory limit (bytes, or with k/m/g suffix; -1 for none).
+    #[arg(long)]
+    pub memory: Option<String>,
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    #[arg(long = "memory-swap")]
+    pub memory_swap: Option<String>,
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    pub id: String,
+}
+
+/// `events` flags.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Print one stats event and exit.
+    #[arg(long)]
+    pub stats: bool,
+    /// Time between stats events (`5s`, `500ms`).
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
+    pub id: String,
 }

@@ -3,9 +3,9 @@
 
 use crate::{
     capabilities::CapabilityError, cgroups::CgroupError, channel::ChannelError,
-    clone_binary::CloneBinaryError, config::ConfigError, console::ConsoleError, hooks::HookError,
-    init::InitError, namespaces::NamespaceError, rootfs::RootfsError, seccomp::SeccompError,
-    signal::SignalError, state::StateError,
+    clone_binary::CloneBinaryError, config::ConfigError, console::ConsoleError,
+    exec_process::ExecProcessError, hooks::HookError, init::InitError, namespaces::NamespaceError,
+    rootfs::RootfsError, seccomp::SeccompError, signal::SignalError, state::StateError,
 };
 
 /// Any failure of a runtime operation.
@@ -37,6 +37,8 @@ pub enum Error {
     Rootfs(#[from] RootfsError),
     #[error(transparent)]
     Init(#[from] InitError),
+    #[error(transparent)]
+    ExecProcess(#[from] ExecProcessError),
     /// The container's init process reported a failure while it was being set up.
     #[error("container init: {0}")]
     ContainerInit(String),

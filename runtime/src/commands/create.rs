@@ -4,21 +4,20 @@
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::Path;
+use std::process::Child;
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
 use crate::cgroups::{Cgroup, CgroupError};
-use crate::channel::{self, Channel, InitConfig, Message, INIT_FD_ENV};
+use crate::channel::{self, Channel, InitConfig, Message};
 use crate::cli::CreateArgs;
 use crate::config::{self, Bundle};
 use crate::console::{self, ConsoleError};
 use crate::state::{self, ContainerState, StateDir, Status};
-use crate::{clone_binary, hooks, namespaces, resources, seccomp, Error, Result};
+use crate::{hooks, launch, namespaces, resources, seccomp, Error, Result};
 
 /// Who takes the pty master of a terminal container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +164,7 @@ fn build(root: &Path, args: &CreateArgs, bundle: Bundle, undo: &mut Undo) -> Res
         cgroup_task_files: task_files.clone(),
     };
     let (parent, child_end) = channel::pair()?;
-    let mut stage1 = spawn_init(&child_end, args.preserve_fds, &state.bundle)?;
+    let mut stage1 = launch::spawn_init(&child_end, args.preserve_fds, Some(&state.bundle))?;
     drop(child_end);
     let pid = stage1.id() as i32;
     undo.pid = Some(pid);
@@ -277,46 +276,6 @@ fn hand_over_console(master: Option<OwnedFd>, socket: Option<&Path>) -> Result<O
             Ok(None)
         }
         (m, _) => Ok(m),
-    }
-}
-
-/// Starts `keel-runtime init` from a sealed copy of this binary, its channel on the first fd
-/// after the preserved ones.
-fn spawn_init(child_end: &Channel, preserve_fds: u32, bundle: &Path) -> Result<Child> {
-    let exe = clone_binary::protected_self()?;
-    let exe_path = PathBuf::from(format!("/proc/self/fd/{}", exe.as_raw_fd()));
-    let target = 3 + preserve_fds as i32;
-    let source = child_end.as_raw_fd();
-    let mut cmd = Command::new(exe_path);
-    // Relative mount sources are relative to the bundle, as in runc.
-    cmd.arg0("keel-runtime")
-        .current_dir(bundle)
-        .arg("init")
-        .env(INIT_FD_ENV, target.to_string());
-    set_child_fd(&mut cmd, source, target);
-    cmd.spawn()
-        .map_err(|e| Error::sys("start container init", e))
-}
-
-#[allow(unsafe_code)]
-fn set_child_fd(cmd: &mut Command, source: i32, target: i32) {
-    // SAFETY: the closure runs in the forked child before exec and only calls dup2/fcntl,
-    // which are async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            if source == target {
-                let r = libc::fcntl(target, libc::F_SETFD, 0);
-                return if r < 0 {
-                    Err(std::io::Error::last_os_error())
-                } else {
-                    Ok(())
-                };
-            }
-            if libc::dup2(source, target) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
     }
 }
 

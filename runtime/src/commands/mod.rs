@@ -3,14 +3,18 @@
 
 pub mod create;
 pub mod delete;
+pub mod events;
+pub mod exec;
+pub mod features;
 pub mod kill;
 pub mod list;
+pub mod pause;
+pub mod ps;
 pub mod run;
 pub mod spec;
 pub mod start;
 pub mod state;
-
-use std::path::Path;
+pub mod update;
 
 use crate::cli::{Cli, Command};
 use crate::Result;
@@ -27,11 +31,13 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Run(a) => run::run(root, a),
         Command::List(a) => list::list(root, a).map(|()| 0),
         Command::Spec(a) => spec::spec(a).map(|()| 0),
+        Command::Exec(a) => exec::exec(root, a),
+        Command::Ps(a) => ps::ps(root, a).map(|()| 0),
+        Command::Pause(a) => pause::pause(root, &a.id).map(|()| 0),
+        Command::Resume(a) => pause::resume(root, &a.id).map(|()| 0),
+        Command::Update(a) => update::update(root, a).map(|()| 0),
+        Command::Events(a) => events::events(root, a).map(|()| 0),
+        Command::Features => features::features().map(|()| 0),
         Command::Init => Ok(crate::init::run()),
     }
-}
-
-/// Whether `root` is the runtime's state root (used by list and tests).
-pub fn root_exists(root: &Path) -> bool {
-    root.is_dir()
 }
