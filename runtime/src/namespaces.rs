@@ -166,6 +166,16 @@ pub fn unshare_new(flags: CloneFlags) -> Result<()> {
 
 /// Writes `/proc/<pid>/uid_map` and `gid_map` (done by the parent, which holds the privilege).
 pub fn write_id_maps(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        // An unprivileged writer may only map its own gid, and only once setgroups is denied.
+        std::fs::write(format!("/proc/{pid}/setgroups"), "deny").map_err(|source| {
+            NamespaceError::IdMap {
+                file: "setgroups",
+                pid,
+                source,
+            }
+        })?;
+    }
     write_map(pid, "uid_map", uids)?;
     write_map(pid, "gid_map", gids)
 }
