@@ -62,8 +62,17 @@ pub fn sealed_copy() -> Result<OwnedFd> {
         | SealFlag::F_SEAL_SHRINK
         | SealFlag::F_SEAL_GROW
         | SealFlag::F_SEAL_WRITE;
-    fcntl(&copy, FcntlArg::F_ADD_SEALS(seals))?;
-    Ok(OwnedFd::from(copy))
+    // EBUSY means a page of the copy is still under write-back from the copy: try again.
+    for _ in 0..100 {
+        match fcntl(&copy, FcntlArg::F_ADD_SEALS(seals)) {
+            Err(nix::Error::EBUSY) => std::thread::sleep(std::time::Duration::from_millis(1)),
+            r => {
+                r?;
+                return Ok(OwnedFd::from(copy));
+            }
+        }
+    }
+    Err(nix::Error::EBUSY.into())
 }
 
 #[cfg(test)]
