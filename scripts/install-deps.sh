@@ -5,6 +5,7 @@ packages=(
   build-essential pkg-config libseccomp-dev   # build: libseccomp for the runtime's filters
   busybox-static                              # test rootfs
   runc crun                                   # peers for comparison tests and benchmarks
+  containerd docker.io                        # real peers for the interop tests (ctr, dockerd)
   iproute2 util-linux procps python3          # unshare, ip, ps in tests and benchmarks
 )
 missing=()

@@ -11,6 +11,7 @@ pub mod exec;
 pub mod host;
 pub mod ids;
 pub mod inside;
+pub mod peers;
 pub mod rootfs;
 pub mod runtime;
 pub mod seccomp_profile;

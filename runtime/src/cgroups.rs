@@ -11,10 +11,12 @@
 //! them in `error`.
 
 mod error;
+pub mod events;
 mod resources;
 #[cfg(test)]
 mod tests;
 
+use std::cell::OnceCell;
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -43,6 +45,10 @@ const FREEZE_POLLS: u32 = 1000;
 pub struct Cgroup {
     /// Normalized: one leading `/`, no `.`/`..`/empty components, never just `/`.
     path: String,
+    /// cgroups-rs's view of the hierarchies and the manager, made once: each reads
+    /// /proc/self/mountinfo, which a create would otherwise parse nine times.
+    fs: OnceCell<cgroups_rs::fs::Cgroup>,
+    manager: OnceCell<FsManager>,
 }
 
 impl Cgroup {
@@ -55,14 +61,12 @@ impl Cgroup {
             Some(p) => format!("{KEEL_PARENT}{}", normalize(p)?),
             None => format!("{KEEL_PARENT}{}", normalize(id)?),
         };
-        Ok(Self { path })
+        Ok(Self::new(path))
     }
 
     /// The cgroup recorded in a container's state (`Cgroup::path`).
     pub fn load(path: &str) -> Result<Self> {
-        Ok(Self {
-            path: normalize(path)?,
-        })
+        Ok(Self::new(normalize(path)?))
     }
 
     /// The path relative to the cgroup mounts, as stored in the state file.
@@ -199,12 +203,30 @@ impl Cgroup {
     }
 
     fn manager(&self) -> Result<FsManager> {
-        FsManager::new(self.relative()).map_err(|e| self.err(describe(&e)))
+        if let Some(m) = self.manager.get() {
+            return Ok(m.clone());
+        }
+        let m = FsManager::new(self.relative()).map_err(|e| self.err(describe(&e)))?;
+        Ok(self.manager.get_or_init(|| m).clone())
+    }
+
+    /// cgroups-rs's cgroup, loaded (not created) once.
+    pub(super) fn loaded(&self) -> &cgroups_rs::fs::Cgroup {
+        self.fs
+            .get_or_init(|| cgroups_rs::fs::Cgroup::load(hierarchies::auto(), self.relative()))
+    }
+
+    fn new(path: String) -> Self {
+        Self {
+            path,
+            fs: OnceCell::new(),
+            manager: OnceCell::new(),
+        }
     }
 
     /// The cgroup's directory in each hierarchy (one on v2).
     fn dirs(&self) -> Vec<PathBuf> {
-        let cgroup = cgroups_rs::fs::Cgroup::load(hierarchies::auto(), self.relative());
+        let cgroup = self.loaded();
         let mut dirs: Vec<PathBuf> = cgroup
             .subsystems()
             .iter()
@@ -216,18 +238,22 @@ impl Cgroup {
     }
 
     fn freezer_dir(&self) -> Result<PathBuf> {
-        let cgroup = cgroups_rs::fs::Cgroup::load(hierarchies::auto(), self.relative());
-        cgroup
+        self.controller_dir("freezer")
+            .ok_or_else(|| self.err("the freezer cgroup controller is not available".to_string()))
+    }
+
+    /// The cgroup's directory in the hierarchy of `controller`, if mounted.
+    pub(super) fn controller_dir(&self, controller: &str) -> Option<PathBuf> {
+        self.loaded()
             .subsystems()
             .iter()
-            .find(|s| s.controller_name() == "freezer")
+            .find(|s| s.controller_name() == controller)
             .map(|s| s.to_controller().path().to_path_buf())
-            .ok_or_else(|| self.err("the freezer cgroup controller is not available".to_string()))
     }
 
     /// Creates the directories; true when the cgroup did not exist before.
     fn create(&self) -> Result<bool> {
-        let cgroup = cgroups_rs::fs::Cgroup::load(hierarchies::auto(), self.relative());
+        let cgroup = self.loaded();
         if cgroup.subsystems().is_empty() {
             return Err(CgroupError::NoHierarchy {
                 path: self.path.clone(),

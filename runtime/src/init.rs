@@ -22,9 +22,12 @@ use crate::namespaces::{self, Plan};
 pub enum InitError {
     #[error("{step}: {msg}")]
     Step { step: &'static str, msg: String },
-    #[error("exec {0}: executable file not found in $PATH")]
+    // runc's wording: callers such as dockerd map it to exit statuses 127 and 126.
+    #[error("exec: \"{0}\": executable file not found in $PATH")]
     NotFound(String),
-    #[error("exec {0}: no such file, or not an executable file")]
+    #[error("exec: \"{0}\": stat {0}: no such file or directory")]
+    NoSuchFile(String),
+    #[error("exec: \"{0}\": permission denied")]
     NotExecutable(String),
     /// The parent went away (it failed and reports its own error).
     #[error("the runtime closed the init channel")]

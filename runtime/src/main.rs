@@ -5,7 +5,10 @@ use keel_runtime::cli::{Cli, Command};
 use keel_runtime::{commands, logging};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage_error(e),
+    };
     if !matches!(cli.command, Command::Init) {
         logging::init(cli.log.as_deref(), cli.log_format, cli.debug);
     }
@@ -17,4 +20,21 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Help and version print as clap prints them; a usage error is one line and exit status 1,
+/// as every other failure.
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        _ => {
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("keel-runtime: {}", line.trim_start_matches("error: "));
+            std::process::exit(1);
+        }
+    }
 }

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 
-use nix::sched::{setns, unshare, CloneFlags};
+use nix::sched::{setns, CloneFlags};
 use std::collections::HashMap;
 
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespace, LinuxNamespaceType, LinuxTimeOffset};
@@ -158,10 +158,21 @@ pub fn unshare_new(flags: CloneFlags) -> Result<()> {
     if flags.is_empty() {
         return Ok(());
     }
-    unshare(flags).map_err(|source| NamespaceError::Unshare {
+    unshare_raw(flags).map_err(|source| NamespaceError::Unshare {
         kinds: kind_name(flags),
         source,
     })
+}
+
+/// unshare(2) with the flags zero-extended to the kernel's `unsigned long`: glibc's wrapper
+/// takes an `int` and passes the register on as is, so an optimized caller may leave garbage in
+/// the upper half, which the kernel rejects with EINVAL (seen with an LTO static build).
+#[allow(unsafe_code)]
+fn unshare_raw(flags: CloneFlags) -> nix::Result<()> {
+    let bits = flags.bits() as u32 as libc::c_ulong;
+    // SAFETY: unshare takes one integer argument and touches no memory of ours.
+    let r = unsafe { libc::syscall(libc::SYS_unshare, bits) };
+    nix::Error::result(r).map(drop)
 }
 
 /// Writes `/proc/<pid>/uid_map` and `gid_map` (done by the parent, which holds the privilege).

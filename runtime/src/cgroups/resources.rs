@@ -19,7 +19,7 @@ impl Cgroup {
     /// Applies `resources` to the existing cgroup (`runc update`).
     pub fn update(&self, resources: &LinuxResources) -> Result<()> {
         let mut manager = self.manager()?;
-        let available = available_controllers();
+        let available = available_controllers(self);
         let v2 = manager.v2();
         for (section, part) in self.sections(resources, v2)? {
             let missing = required_controllers(section, &part, v2)
@@ -56,8 +56,13 @@ impl Cgroup {
         if let Some(pids) = res.pids() {
             parts.push(("pids", only(|r| r.set_pids(Some(*pids)))));
         }
-        if let Some(blkio) = res.block_io().as_ref().filter(|b| !blkio_is_empty(b)) {
-            parts.push(("blockIO", only(|r| r.set_block_io(Some(blkio.clone())))));
+        if let Some(blkio) = res
+            .block_io()
+            .as_ref()
+            .and_then(|b| self.blkio_to_apply(b).transpose())
+        {
+            let blkio = blkio?;
+            parts.push(("blockIO", only(|r| r.set_block_io(Some(blkio)))));
         }
         if let Some(limits) = res.hugepage_limits().as_ref().filter(|l| !l.is_empty()) {
             parts.push((
@@ -117,7 +122,7 @@ impl Cgroup {
         let Some(limits) = part.hugepage_limits() else {
             return Ok(());
         };
-        let cgroup = cgroups_rs::fs::Cgroup::load(hierarchies::auto(), self.relative());
+        let cgroup = self.loaded();
         let Some(hugetlb) = cgroup.controller_of::<HugeTlbController>() else {
             return Err(self.unsupported("hugepageLimits", "hugetlb"));
         };
@@ -156,8 +161,9 @@ impl Cgroup {
 }
 
 /// Names of the controllers mounted (v1) or available (v2), as cgroups-rs names them.
-pub(super) fn available_controllers() -> HashSet<String> {
-    hierarchies::auto()
+pub(super) fn available_controllers(cgroup: &Cgroup) -> HashSet<String> {
+    cgroup
+        .loaded()
         .subsystems()
         .iter()
         .map(|s| s.controller_name())
@@ -205,6 +211,32 @@ fn memory_is_empty(memory: &LinuxMemory) -> bool {
         && memory.swap().is_none()
         && memory.swappiness().is_none()
         && !memory.disable_oom_killer().unwrap_or(false)
+}
+
+impl Cgroup {
+    /// runc's reading of blockIO: a weight of 0 means unset (Docker always sends one); where the
+    /// kernel only has BFQ's weight file (no `blkio.weight`), the weight is written there.
+    fn blkio_to_apply(
+        &self,
+        blkio: &oci_spec::runtime::LinuxBlockIo,
+    ) -> Result<Option<oci_spec::runtime::LinuxBlockIo>> {
+        let mut b = blkio.clone();
+        if b.weight() == Some(0) {
+            b.set_weight(None);
+        }
+        if b.leaf_weight() == Some(0) {
+            b.set_leaf_weight(None);
+        }
+        if let (Some(weight), Some(dir)) = (b.weight(), self.controller_dir("blkio")) {
+            let bfq = dir.join("blkio.bfq.weight");
+            if !dir.join("blkio.weight").exists() && bfq.exists() {
+                fs::write(&bfq, weight.to_string())
+                    .map_err(|e| self.resource_err("blockIO", format!("{}: {e}", bfq.display())))?;
+                b.set_weight(None);
+            }
+        }
+        Ok((!blkio_is_empty(&b)).then_some(b))
+    }
 }
 
 fn blkio_is_empty(blkio: &oci_spec::runtime::LinuxBlockIo) -> bool {

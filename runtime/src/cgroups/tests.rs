@@ -239,7 +239,7 @@ fn missing_controller_is_named() {
         .build()
         .unwrap();
     let result = guard.0.apply(Some(&resources));
-    if available_controllers().contains("hugetlb") {
+    if available_controllers(&guard.0).contains("hugetlb") {
         eprintln!("hugetlb is mounted here: checking it applies instead");
         result.unwrap();
         return;

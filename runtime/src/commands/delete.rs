@@ -11,7 +11,11 @@ use crate::{hooks, Error, Result};
 
 /// Deletes container `id`.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
-    let dir = StateDir::open(root, id)?;
+    let dir = match StateDir::open(root, id) {
+        // As runc: forcing the delete of what is already gone succeeds (shims rely on it).
+        Err(StateError::NotFound(_)) if force => return Ok(()),
+        other => other?,
+    };
     let lock = dir.lock()?;
     let st = match dir.load() {
         Ok(st) => st,

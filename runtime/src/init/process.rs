@@ -188,7 +188,8 @@ fn prepare_exec(process: &Process) -> Result<Prepared> {
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     let exe = look_path(first, path_var).ok_or_else(|| match first.contains('/') {
-        true => InitError::NotExecutable(first.clone()),
+        true if Path::new(first).exists() => InitError::NotExecutable(first.clone()),
+        true => InitError::NoSuchFile(first.clone()),
         false => InitError::NotFound(first.clone()),
     })?;
     let exe = cstr(&exe.to_string_lossy())?;

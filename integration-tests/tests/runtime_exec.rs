@@ -1,0 +1,973 @@
+//! `exec`: a new process in a running container, seen from inside: the container's namespaces,
+//! cgroup, capabilities, seccomp filter, rlimits and env; runc's exec flags (`-e`, `--cwd`,
+//! `-u`, `-g`, `--cap`, `--no-new-privs`, `-d`, `--pid-file`, `-t`, `--console-socket`,
+//! `--preserve-fds`, `-p`, `--ignore-paused`); exit status passthrough; no runtime fd or
+//! binary reachable from the exec'ed process; bad input refused with one line and no change.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use keel_integration_tests::binary::has_runc;
+use keel_integration_tests::checks::{expect_one_line_error, expect_success};
+use keel_integration_tests::config::{from_json, DEFAULT_CAPS};
+use keel_integration_tests::console::{read_until_closed, ConsoleSocket};
+use keel_integration_tests::exec::{exit_code, output_with_timeout, DEFAULT_TIMEOUT};
+use keel_integration_tests::inside::{cap_mask, cap_number, mask_of, status_field, words};
+use keel_integration_tests::{
+    host, require, require_root, unique_id, Bundle, Captured, Config, Runtime,
+};
+use oci_spec::runtime::{Capability, LinuxNamespaceType, LinuxSeccomp, PosixRlimitType};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Namespaces compared between init and an exec'ed process (`/proc/self/ns/<name>`).
+const NAMESPACES: [&str; 7] = ["mnt", "net", "pid", "ipc", "uts", "cgroup", "user"];
+
+/// A shell loop printing `readlink /proc/self/ns/<n>` for each of [`NAMESPACES`].
+fn ns_script() -> String {
+    format!(
+        "for n in {}; do readlink /proc/self/ns/$n; done",
+        NAMESPACES.join(" ")
+    )
+}
+
+/// A running container whose init ran a script, then sleeps; and the runtime that runs it.
+/// The runtime is dropped first: it kills and deletes the container before the bundle goes.
+struct Container {
+    rt: Runtime,
+    bundle: Bundle,
+    id: String,
+}
+
+impl Container {
+    /// Runs `config` with init `script; touch /tmp/.ready; exec sleep`, under keel.
+    fn start(config: Config, script: &str) -> Result<Self> {
+        Self::start_on(Runtime::keel()?, config, script)
+    }
+
+    /// The same under a given runtime; returns once the script has run.
+    fn start_on(rt: Runtime, config: Config, script: &str) -> Result<Self> {
+        let config = config.sh(&format!("{script}\ntouch /tmp/.ready\nexec sleep 100000"));
+        let bundle = Bundle::new(&config)?;
+        let id = unique_id("exec");
+        expect_success(&rt.run_detached(bundle.path(), &id)?, "run -d")?;
+        let ready = bundle.rootfs().join("tmp/.ready");
+        ensure!(
+            host::wait_until(WAIT, || ready.exists()),
+            "the container's init never got ready"
+        );
+        Ok(Self { rt, bundle, id })
+    }
+
+    /// A container that only sleeps.
+    fn sleeping(config: Config) -> Result<Self> {
+        Self::start(config, ":")
+    }
+
+    fn init_pid(&self) -> Result<i32> {
+        self.rt.pid(&self.id)
+    }
+
+    /// `exec <flags...> <id> <cmd...>` (no `--`: runc would take it as the command).
+    fn exec(&self, flags: &[&str], cmd: &[&str]) -> Result<Output> {
+        let mut args = vec!["exec"];
+        args.extend_from_slice(flags);
+        args.push(&self.id);
+        args.extend_from_slice(cmd);
+        self.rt.exec(&args)
+    }
+
+    /// `exec <flags...> <id> sh -c <script>`, decoded.
+    fn sh(&self, flags: &[&str], script: &str) -> Result<Captured> {
+        Ok(captured(self.exec(flags, &["sh", "-c", script])?))
+    }
+
+    /// The stdout of `exec <flags...> <id> sh -c <script>`; an error unless it exits 0.
+    fn sh_ok(&self, flags: &[&str], script: &str) -> Result<String> {
+        Ok(self.sh(flags, script)?.success()?.stdout)
+    }
+
+    /// A file the container wrote in its rootfs (a plain directory), read from the host.
+    fn file(&self, path: &str) -> Result<String> {
+        let p = self.bundle.rootfs().join(path.trim_start_matches('/'));
+        fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
+    }
+
+    /// What must not change when an exec is refused: the state and the container's processes.
+    fn snapshot(&self) -> Result<(Value, Vec<i32>)> {
+        let state = self.rt.state_json(&self.id)?;
+        Ok((state, pids_in_pid_ns_of(self.init_pid()?)?))
+    }
+
+    /// Asserts the snapshot comes back to `before` (a refused process may take a moment to go).
+    fn expect_unchanged(&self, before: &(Value, Vec<i32>)) -> Result<()> {
+        let same = host::wait_until(Duration::from_secs(5), || {
+            self.snapshot().is_ok_and(|now| &now == before)
+        });
+        let now = self.snapshot()?;
+        ensure!(
+            same,
+            "the container changed:\nbefore {before:?}\nafter  {now:?}"
+        );
+        Ok(())
+    }
+}
+
+fn captured(out: Output) -> Captured {
+    Captured {
+        status: exit_code(&out.status),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The live host pids in the pid namespace of `pid`, sorted.
+fn pids_in_pid_ns_of(pid: i32) -> Result<Vec<i32>> {
+    let ns = host::namespace_of(pid, "pid")?;
+    let mut pids: Vec<i32> = fs::read_dir("/proc")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .filter(|&p| host::pid_alive(p) && host::namespace_of(p, "pid").is_ok_and(|n| n == ns))
+        .collect();
+    pids.sort_unstable();
+    Ok(pids)
+}
+
+/// `/proc/self/status` of `exec cat`.
+fn exec_status(c: &Container, flags: &[&str]) -> Result<String> {
+    Ok(captured(c.exec(flags, &["cat", "/proc/self/status"])?)
+        .success()?
+        .stdout)
+}
+
+/// Each of the containers namespaces seen by init (written at start) equals exec's.
+fn expect_same_namespaces(config: Config) -> Result<()> {
+    let c = Container::start(config, &format!("({}) > /tmp/ns", ns_script()))?;
+    let from_init = c.file("/tmp/ns")?;
+    let from_exec = c.sh_ok(&[], &ns_script())?;
+    assert_eq!(
+        from_exec, from_init,
+        "exec'ed process vs the container's init"
+    );
+    let pid = c.init_pid()?;
+    for (ns, line) in NAMESPACES.iter().zip(from_exec.lines()) {
+        assert_eq!(
+            line,
+            host::namespace_of(pid, ns)?,
+            "{ns} of init seen from the host"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn exec_joins_every_namespace_of_the_container() -> Result<()> {
+    require_root!();
+    expect_same_namespaces(Config::new().namespace(LinuxNamespaceType::Cgroup, None))
+}
+
+#[test]
+fn exec_joins_the_user_namespace_too() -> Result<()> {
+    require_root!();
+    let config = Config::new()
+        .user_namespace(100_000, 100_000, 65_536)
+        .namespace(LinuxNamespaceType::Cgroup, None);
+    expect_same_namespaces(config)?;
+    let c = Container::sleeping(Config::new().user_namespace(100_000, 100_000, 65_536))?;
+    let out = c.sh_ok(&[], "cat /proc/self/uid_map /proc/self/gid_map; id -u")?;
+    let lines: Vec<Vec<String>> = out.lines().map(words).collect();
+    let mapping = ["0", "100000", "65536"].map(String::from).to_vec();
+    assert_eq!(
+        lines,
+        vec![mapping.clone(), mapping, vec!["0".to_string()]],
+        "{out}"
+    );
+    Ok(())
+}
+
+#[test]
+fn exec_runs_in_the_containers_cgroup() -> Result<()> {
+    require_root!();
+    let c = Container::start(Config::new(), "cat /proc/self/cgroup > /tmp/cgroup")?;
+    let from_exec = c.sh_ok(&[], "cat /proc/self/cgroup")?;
+    assert_eq!(from_exec, c.file("/tmp/cgroup")?, "exec'ed process vs init");
+    assert!(
+        from_exec.contains(&c.id),
+        "not in a cgroup of the container:\n{from_exec}"
+    );
+    Ok(())
+}
+
+#[test]
+fn exec_has_the_containers_capabilities() -> Result<()> {
+    require_root!();
+    // All five sets, inheritable and ambient included, so each set is checked.
+    let caps = [
+        Capability::Chown,
+        Capability::Kill,
+        Capability::NetBindService,
+        Capability::SysChroot,
+    ];
+    let c = Container::start(
+        Config::new().capabilities(&caps),
+        "cat /proc/self/status > /tmp/status",
+    )?;
+    let init = c.file("/tmp/status")?;
+    let exec = exec_status(&c, &[])?;
+    for field in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(
+            cap_mask(&exec, field),
+            Some(mask_of(&caps)),
+            "{field}:\n{exec}"
+        );
+        assert_eq!(
+            cap_mask(&exec, field),
+            cap_mask(&init, field),
+            "{field} vs init"
+        );
+    }
+    // The default config: runc's three capabilities, none inheritable.
+    let c = Container::sleeping(Config::new())?;
+    let exec = exec_status(&c, &[])?;
+    for field in ["CapPrm", "CapEff", "CapBnd"] {
+        assert_eq!(
+            cap_mask(&exec, field),
+            Some(mask_of(&DEFAULT_CAPS)),
+            "{field}:\n{exec}"
+        );
+    }
+    assert_eq!(cap_mask(&exec, "CapInh"), Some(0), "{exec}");
+    Ok(())
+}
+
+fn deny_mkdir() -> Result<LinuxSeccomp> {
+    from_json(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    }))
+}
+
+#[test]
+fn exec_has_the_containers_seccomp_filter() -> Result<()> {
+    require_root!();
+    for no_new_privs in [true, false] {
+        let c = Container::sleeping(
+            Config::new()
+                .seccomp(deny_mkdir()?)
+                .no_new_privileges(no_new_privs),
+        )?;
+        let out = c.sh(&[], "mkdir /tmp/d")?;
+        assert_ne!(
+            out.status, 0,
+            "mkdir was allowed (noNewPrivileges {no_new_privs})"
+        );
+        assert!(
+            out.stderr.contains("Operation not permitted"),
+            "{}",
+            out.stderr
+        );
+        assert!(!c.bundle.rootfs().join("tmp/d").exists());
+        let status = exec_status(&c, &[])?;
+        assert_eq!(status_field(&status, "Seccomp"), Some("2"), "{status}");
+        // Other syscalls still work.
+        assert_eq!(c.sh_ok(&[], "touch /tmp/f && echo ok")?, "ok\n");
+    }
+    let plain = Container::sleeping(Config::new())?;
+    assert_eq!(
+        status_field(&exec_status(&plain, &[])?, "Seccomp"),
+        Some("0")
+    );
+    Ok(())
+}
+
+#[test]
+fn exec_has_the_containers_rlimits() -> Result<()> {
+    require_root!();
+    let config = Config::new()
+        .rlimit(PosixRlimitType::RlimitNofile, 512, 768)
+        .rlimit(PosixRlimitType::RlimitNproc, 300, 400);
+    let c = Container::start(config, "cat /proc/self/limits > /tmp/limits")?;
+    let exec = c.sh_ok(&[], "cat /proc/self/limits")?;
+    let row = |text: &str, name: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| words(&l[name.len()..]))
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        row(&exec, "Max open files"),
+        ["512", "768", "files"],
+        "{exec}"
+    );
+    assert_eq!(
+        row(&exec, "Max processes"),
+        ["300", "400", "processes"],
+        "{exec}"
+    );
+    assert_eq!(exec, c.file("/tmp/limits")?, "exec'ed process vs init");
+    Ok(())
+}
+
+#[test]
+fn exec_env_is_the_containers_plus_dash_e() -> Result<()> {
+    require_root!();
+    let c = Container::sleeping(Config::new().env("FOO=from-config").env("KEEP=1"))?;
+    let out = captured(c.exec(&["-e", "NEW=added", "-e", "FOO=overridden"], &["env"])?)
+        .success()?
+        .stdout;
+    let vars: BTreeSet<&str> = out.lines().collect();
+    for expected in [
+        "NEW=added",
+        "FOO=overridden",
+        "KEEP=1",
+        "TERM=xterm",
+        keel_integration_tests::config::DEFAULT_PATH,
+    ] {
+        assert!(vars.contains(expected), "{expected} missing from:\n{out}");
+    }
+    assert!(
+        !vars.contains("FOO=from-config"),
+        "-e did not replace FOO:\n{out}"
+    );
+    let plain = captured(c.exec(&[], &["env"])?).success()?.stdout;
+    assert!(plain.lines().any(|l| l == "FOO=from-config"), "{plain}");
+    Ok(())
+}
+
+#[test]
+fn exec_cwd() -> Result<()> {
+    require_root!();
+    let c = Container::sleeping(Config::new().cwd("/tmp"))?;
+    assert_eq!(c.sh_ok(&[], "pwd")?, "/tmp\n", "the container's cwd");
+    assert_eq!(c.sh_ok(&["--cwd", "/etc"], "pwd")?, "/etc\n");
+    Ok(())
+}
+
+#[test]
+fn exec_user_and_additional_gids() -> Result<()> {
+    require_root!();
+    let c = Container::sleeping(Config::new())?;
+    let status = exec_status(&c, &["-u", "1000:1000", "-g", "5", "-g", "100"])?;
+    assert_eq!(
+        status_field(&status, "Uid").map(words),
+        Some(vec!["1000".to_string(); 4])
+    );
+    assert_eq!(
+        status_field(&status, "Gid").map(words),
+        Some(vec!["1000".to_string(); 4])
+    );
+    let groups: BTreeSet<String> = status_field(&status, "Groups")
+        .map(words)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        groups,
+        BTreeSet::from(["5", "100"].map(String::from)),
+        "{status}"
+    );
+    // A uid alone: gid 0, like runc.
+    assert_eq!(c.sh_ok(&["-u", "1000"], "id -u; id -g")?, "1000\n0\n");
+    Ok(())
+}
+
+#[test]
+fn exec_cap_adds_a_capability() -> Result<()> {
+    require_root!();
+    let c = Container::sleeping(Config::new())?;
+    let net_admin = 1u64 << cap_number(Capability::NetAdmin);
+    let without = exec_status(&c, &[])?;
+    assert_eq!(cap_mask(&without, "CapEff").map(|m| m & net_admin), Some(0));
+    let with = exec_status(&c, &["--cap", "CAP_NET_ADMIN"])?;
+    for field in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(
+            cap_mask(&with, field),
+            Some(mask_of(&DEFAULT_CAPS) | net_admin),
+            "{field}:\n{with}"
+        );
+    }
+    // And it works: only CAP_NET_ADMIN may change an interface.
+    let script = "ip link set lo mtu 1280 && echo changed";
+    assert_ne!(
+        c.sh(&[], script)?.status,
+        0,
+        "changed lo without CAP_NET_ADMIN"
+    );
+    assert_eq!(c.sh_ok(&["--cap", "CAP_NET_ADMIN"], script)?, "changed\n");
+    Ok(())
+}
+
+#[test]
+fn exec_no_new_privs() -> Result<()> {
+    require_root!();
+    let c = Container::sleeping(Config::new().no_new_privileges(false))?;
+    let status = exec_status(&c, &[])?;
+    assert_eq!(status_field(&status, "NoNewPrivs"), Some("0"), "{status}");
+    let status = exec_status(&c, &["--no-new-privs"])?;
+    assert_eq!(status_field(&status, "NoNewPrivs"), Some("1"), "{status}");
+    // The container's own setting applies to exec too.
+    let c = Container::sleeping(Config::new().no_new_privileges(true))?;
+    let status = exec_status(&c, &[])?;
+    assert_eq!(status_field(&status, "NoNewPrivs"), Some("1"), "{status}");
+    Ok(())
+}
+
+/// Scripts and the exit status `exec` must return for each: the process's, or 128 + signal.
+const EXIT_CASES: [(&str, i32); 5] = [
+    ("exit 0", 0),
+    ("exit 5", 5),
+    ("false", 1),
+    ("kill -9 $$", 137),
+    ("kill -TERM $$", 143),
+];
+
+#[test]
+fn exec_passes_the_exit_status_through() -> Result<()> {
+    require_root!();
+    let c = Container::sleeping(Config::new())?;
+    for (script, expected) in EXIT_CASES {
+        let out = c.sh(&[], script)?;
+        assert_eq!(out.status, expected, "{script}: {out:?}");
+    }
+    // The container is not affected.
+    assert_eq!(c.rt.status(&c.id)?, "running");
+    Ok(())
+}
+
+#[test]
+fn exec_detach_with_pid_file() -> Result<()> {
+    require_root!();
+    let c = Container::sleeping(Config::new())?;
+    let dir = tempfile::tempdir()?;
+    let pid_file = dir.path().join("exec.pid");
+    let pid_arg = pid_file.to_string_lossy().into_owned();
+    let out = c.exec(&["-d", "--pid-file", &pid_arg], &["sleep", "100000"])?;
+    expect_success(&out, "exec -d")?;
+    let text = fs::read_to_string(&pid_file).context("no pid file")?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("pid file {text:?}"))?;
+    assert!(
+        host::pid_alive(pid),
+        "the exec'ed process {pid} is not running"
+    );
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm"))?;
+    assert_eq!(comm.trim(), "sleep", "the pid file names another process");
+    let init = c.init_pid()?;
+    assert_eq!(
+        host::cgroups_of(pid),
+        host::cgroups_of(init),
+        "cgroups vs init"
+    );
+    for ns in NAMESPACES {
+        assert_eq!(
+            host::namespace_of(pid, ns)?,
+            host::namespace_of(init, ns)?,
+            "{ns}"
+        );
+    }
+    // It runs on after exec returned, and a kill of the container reaches it.
+    expect_success(&c.rt.kill_all(&c.id, "KILL")?, "kill --all")?;
+    assert!(
+        host::wait_until(WAIT, || !host::pid_alive(pid)),
+        "the exec'ed process survived"
+    );
+    Ok(())
+}
+
+#[test]
+fn exec_tty_with_console_socket() -> Result<()> {
+    require_root!();
+    let c = Container::sleeping(Config::new())?;
+    let socket = ConsoleSocket::bind()?;
+    let path = socket.path().to_string_lossy().into_owned();
+    let (out, text) = thread::scope(|s| -> Result<(Output, String)> {
+        let exec = s.spawn(|| {
+            c.exec(
+                &["-t", "--console-socket", &path],
+                &[
+                    "sh",
+                    "-c",
+                    "tty; echo hello > /dev/tty; readlink /proc/self/fd/0",
+                ],
+            )
+        });
+        let master = socket.receive_master(WAIT);
+        let text = match &master {
+            Ok(m) => read_until_closed(m, WAIT)?,
+            Err(_) => String::new(),
+        };
+        let out = exec
+            .join()
+            .map_err(|_| anyhow::anyhow!("exec thread panicked"))??;
+        master
+            .with_context(|| format!("no pty master: {}", String::from_utf8_lossy(&out.stderr)))?;
+        Ok((out, text))
+    })?;
+    expect_success(&out, "exec -t --console-socket")?;
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text:?}");
+    assert!(lines[0].starts_with("/dev/pts/"), "{text:?}");
+    assert_eq!(lines[1], "hello");
+    assert_eq!(lines[2], lines[0], "stdin is not the pty");
+    Ok(())
+}
+
+#[test]
+fn exec_tty_in_the_foreground_copies_the_output() -> Result<()> {
+    require_root!();
+    let c = Container::sleeping(Config::new())?;
+    let out = captured(c.exec(&["-t"], &["sh", "-c", "tty; echo hello"])?).success()?;
+    let text = out.stdout.replace('\r', "");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.first().is_some_and(|l| l.starts_with("/dev/pts/")),
+        "{out:?}"
+    );
+    assert_eq!(lines.get(1).copied(), Some("hello"), "{out:?}");
+    Ok(())
+}
+
+/// `(fd, target)` from `ls -l /proc/self/fd`, without the directory fd `ls` opened (the highest).
+fn inherited_fds(listing: &str) -> Vec<(u32, String)> {
+    let mut fds: Vec<(u32, String)> = listing
+        .lines()
+        .filter(|l| l.starts_with('l'))
+        .filter_map(|l| {
+            let (left, target) = l.split_once(" -> ").unwrap_or((l, ""));
+            let fd = left.split_whitespace().last()?.parse().ok()?;
+            Some((fd, target.to_string()))
+        })
+        .collect();
+    fds.sort();
+    fds.pop();
+    fds
+}
+
+/// `exec <flags> <id> ls -l /proc/self/fd` with the runtime given an open fd 3 (`/etc/hostname`).
+fn exec_with_fd3(c: &Container, flags: &[&str]) -> Result<Output> {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", "exec \"$@\" 3</etc/hostname", "sh"])
+        .arg(c.rt.binary())
+        .arg("--root")
+        .arg(c.rt.root())
+        .arg("exec")
+        .args(flags)
+        .args([c.id.as_str(), "ls", "-l", "/proc/self/fd"]);
+    output_with_timeout(&mut cmd, DEFAULT_TIMEOUT)
+}
+
+#[test]
+fn exec_preserve_fds() -> Result<()> {
+    require_root!();
+    let c = Container::sleeping(Config::new())?;
+    let out = exec_with_fd3(&c, &["--preserve-fds", "1"])?;
+    expect_success(&out, "exec --preserve-fds 1")?;
+    let listing = String::from_utf8(out.stdout)?;
+    let fds = inherited_fds(&listing);
+    let numbers: Vec<u32> = fds.iter().map(|f| f.0).collect();
+    assert_eq!(numbers, [0, 1, 2, 3], "{listing}");
+    assert_eq!(fds[3].1, "/etc/hostname", "{listing}");
+    Ok(())
+}
+
+#[test]
+fn no_fd_of_the_runtime_leaks_into_exec() -> Result<()> {
+    require_root!();
+    let c = Container::sleeping(Config::new())?;
+    // fd 3 open in the runtime, but not passed on: only stdio arrives.
+    let out = exec_with_fd3(&c, &[])?;
+    expect_success(&out, "exec")?;
+    let listing = String::from_utf8(out.stdout)?;
+    let numbers: Vec<u32> = inherited_fds(&listing).iter().map(|f| f.0).collect();
+    assert_eq!(numbers, [0, 1, 2], "fds leaked:\n{listing}");
+    // The same detached with --pid-file (more fds in the runtime).
+    let dir = tempfile::tempdir()?;
+    let pid_file = dir.path().join("pid").to_string_lossy().into_owned();
+    let out = c.exec(
+        &["-d", "--pid-file", &pid_file],
+        &["sh", "-c", "ls -l /proc/self/fd > /tmp/fds"],
+    )?;
+    expect_success(&out, "exec -d")?;
+    let written = c.bundle.rootfs().join("tmp/fds");
+    host::wait_until(WAIT, || fs::metadata(&written).is_ok_and(|m| m.len() > 0));
+    thread::sleep(Duration::from_millis(200));
+    let listing = c.file("/tmp/fds")?;
+    let numbers: Vec<u32> = inherited_fds(&listing).iter().map(|f| f.0).collect();
+    assert_eq!(
+        numbers,
+        [0, 1, 2],
+        "fds leaked into a detached exec:\n{listing}"
+    );
+    Ok(())
+}
+
+#[test]
+fn exec_process_json() -> Result<()> {
+    require_root!();
+    let c = Container::sleeping(Config::new().env("FROM_CONFIG=1"))?;
+    let dir = tempfile::tempdir()?;
+    let process = dir.path().join("process.json");
+    fs::write(
+        &process,
+        serde_json::to_string(&json!({
+            "terminal": false,
+            "user": {"uid": 1000, "gid": 1000, "additionalGids": [5]},
+            "args": ["sh", "-c", "id -u; id -g; pwd; echo \"$X/${FROM_CONFIG:-unset}\"; exit 3"],
+            "env": ["PATH=/bin:/usr/bin", "X=from-json"],
+            "cwd": "/tmp",
+            "noNewPrivileges": true
+        }))?,
+    )?;
+    let out = captured(c.exec(&["-p", &process.to_string_lossy()], &[])?);
+    assert_eq!(out.status, 3, "{out:?}");
+    // Only the file's process: not the container's env.
+    assert_eq!(out.stdout, "1000\n1000\n/tmp\nfrom-json/unset\n", "{out:?}");
+    Ok(())
+}
+
+/// A copy of the runtime binary (an attack that works corrupts only the copy) and its digest.
+struct Victim {
+    _dir: TempDir,
+    bin: PathBuf,
+    digest: String,
+}
+
+impl Victim {
+    fn new() -> Result<Self> {
+        let original = Runtime::keel()?.binary().to_path_buf();
+        let dir = tempfile::tempdir()?;
+        let bin = dir.path().join("keel-runtime");
+        fs::copy(&original, &bin)?;
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755))?;
+        let digest = host::sha256_file(&bin)?;
+        Ok(Self {
+            _dir: dir,
+            bin,
+            digest,
+        })
+    }
+}
+
+impl Victim {
+    fn expect_unchanged(&self) -> Result<()> {
+        ensure!(
+            host::sha256_file(&self.bin)? == self.digest,
+            "an exec'ed process overwrote the runtime binary"
+        );
+        Ok(())
+    }
+}
+
+/// Copies the shared libraries and loader `bin` needs (from `ldd`) into `rootfs`.
+fn install_libraries_of(bin: &std::path::Path, rootfs: &std::path::Path) -> Result<()> {
+    let out = Command::new("ldd")
+        .arg(bin)
+        .output()
+        .context("running ldd")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let libs = text
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+        .map(std::path::Path::new);
+    for lib in libs {
+        let dest = rootfs.join(lib.strip_prefix("/")?);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::copy(lib, &dest).with_context(|| format!("copying {}", lib.display()))?;
+    }
+    Ok(())
+}
+
+/// Opens `/proc/$1/exe`, lets that process go (it blocks opening the FIFO `/tmp/fifo`), waits
+/// until it is gone and writes through the fd: CVE-2019-5736 made deterministic.
+const OVERWRITE: &str = r#"
+command exec 3< /proc/$1/exe || { echo "open refused"; cat /tmp/fifo > /dev/null; exit 0; }
+echo "opened $(readlink /proc/$1/exe)"
+cat /tmp/fifo > /dev/null
+while [ -e /proc/$1/exe ]; do sleep 0.01; done
+if (echo pwned > /proc/self/fd/3) 2>/dev/null; then echo WROTE; else echo "write refused"; fi
+"#;
+
+#[test]
+fn exec_of_proc_self_exe_cannot_overwrite_the_runtime_binary() -> Result<()> {
+    require_root!();
+    let victim = Victim::new()?;
+    let c = Container::start_on(
+        Runtime::with_binary(&victim.bin)?,
+        Config::new(),
+        "mkfifo /tmp/fifo",
+    )?;
+    // The runtime is dynamically linked: give the rootfs its loader and libraries.
+    install_libraries_of(&victim.bin, &c.bundle.rootfs())?;
+    // The command `/proc/self/exe` is the runtime itself, run inside the container (as runc's
+    // `#!/proc/self/exe` entrypoint was); `--log` on a FIFO keeps it there until we read.
+    let dir = tempfile::tempdir()?;
+    let pid_file = dir.path().join("victim.pid");
+    let out = c.exec(
+        &["-d", "--pid-file", &pid_file.to_string_lossy()],
+        &["/proc/self/exe", "--log", "/tmp/fifo", "state", "x"],
+    )?;
+    expect_success(&out, "exec -d /proc/self/exe")?;
+    let host_pid: i32 = fs::read_to_string(&pid_file)?.trim().parse()?;
+    let status = fs::read_to_string(format!("/proc/{host_pid}/status"))?;
+    // NSpid: the host pid, then the pid in the container's namespace.
+    let inner = status_field(&status, "NSpid")
+        .and_then(|f| words(f).last().cloned())
+        .context("no NSpid")?;
+    let log = captured(c.exec(&[], &["sh", "-c", OVERWRITE, "sh", &inner])?);
+    eprintln!("attacker: {log:?}");
+    victim.expect_unchanged()?;
+    assert!(!log.stdout.contains("WROTE"), "{log:?}");
+    assert!(
+        log.stdout.contains("refused"),
+        "the attack did not run: {log:?}"
+    );
+    Ok(())
+}
+
+/// Opens `/proc/<pid>/exe` of every process whose executable is not in the rootfs (the
+/// runtime's exec stages joining the container) and writes through it once that is gone.
+const WATCHER: &str = r#"
+while [ ! -e /tmp/stop ]; do
+  for d in /proc/[0-9]*; do
+    t=$(readlink $d/exe 2>/dev/null) || continue
+    case "$t" in ""|*busybox*) continue;; esac
+    [ -e "$t" ] && continue
+    command exec 3< $d/exe 2>/dev/null || continue
+    echo "opened $d $t" >> /tmp/log
+    while [ -e $d/exe ] && [ ! -e /tmp/stop ]; do sleep 0.01; done
+    if (echo pwned > /proc/self/fd/3) 2>> /tmp/log; then echo WROTE >> /tmp/log; else echo refused >> /tmp/log; fi
+    exec 3<&-
+  done
+done
+"#;
+
+#[test]
+fn exec_stages_cannot_be_opened_to_overwrite_the_runtime() -> Result<()> {
+    require_root!();
+    let victim = Victim::new()?;
+    let c = Container::start_on(Runtime::with_binary(&victim.bin)?, Config::new(), ":")?;
+    expect_success(&c.exec(&["-d"], &["sh", "-c", WATCHER])?, "exec -d watcher")?;
+    for _ in 0..10 {
+        let _ = c.exec(&[], &["true"])?;
+        let _ = c.exec(&["-d"], &["true"])?;
+    }
+    thread::sleep(Duration::from_millis(500));
+    fs::write(c.bundle.rootfs().join("tmp/stop"), "")?;
+    let log = c.file("/tmp/log").unwrap_or_default();
+    victim.expect_unchanged()?;
+    assert!(
+        !log.contains("WROTE"),
+        "a write through /proc/<pid>/exe succeeded:\n{log}"
+    );
+    Ok(())
+}
+
+#[test]
+fn exec_into_a_paused_container() -> Result<()> {
+    require_root!();
+    let c = Container::sleeping(Config::new())?;
+    expect_success(&c.rt.exec(&["pause", &c.id])?, "pause")?;
+    assert_eq!(c.rt.status(&c.id)?, "paused");
+    let before = c.snapshot()?;
+    expect_one_line_error(&c.exec(&[], &["true"])?, &["paused"])?;
+    c.expect_unchanged(&before)?;
+    // --ignore-paused: accepted; the process runs once the container is thawed.
+    let out = thread::scope(|s| -> Result<Output> {
+        let exec = s.spawn(|| {
+            c.exec(
+                &["--ignore-paused"],
+                &["sh", "-c", "echo ran > /tmp/ignored"],
+            )
+        });
+        thread::sleep(Duration::from_millis(500));
+        let resumed = c.rt.exec(&["resume", &c.id]);
+        let out = exec
+            .join()
+            .map_err(|_| anyhow::anyhow!("exec thread panicked"))??;
+        expect_success(&resumed?, "resume")?;
+        Ok(out)
+    })?;
+    expect_success(&out, "exec --ignore-paused")?;
+    assert_eq!(c.file("/tmp/ignored")?, "ran\n");
+    assert_eq!(c.rt.status(&c.id)?, "running");
+    Ok(())
+}
+
+// ---- bad input: one line on stderr, exit status 1, nothing changed ----
+
+/// `exec <flags> <id> <cmd>` into a sleeping container is refused with one line mentioning
+/// `needles`, and neither the state nor the container's processes change.
+fn expect_refused(flags: &[&str], cmd: &[&str], needles: &[&str]) -> Result<()> {
+    let c = Container::sleeping(Config::new())?;
+    let before = c.snapshot()?;
+    expect_one_line_error(&c.exec(flags, cmd)?, needles)?;
+    c.expect_unchanged(&before)?;
+    assert_eq!(c.rt.status(&c.id)?, "running");
+    Ok(())
+}
+
+#[test]
+fn exec_into_a_stopped_container_is_refused() -> Result<()> {
+    require_root!();
+    let rt = Runtime::keel()?;
+    let bundle = Bundle::new(&Config::new().args(&["true"]))?;
+    let id = unique_id("stopped");
+    expect_success(&rt.run_detached(bundle.path(), &id)?, "run -d")?;
+    assert!(rt.wait_status(&id, "stopped", WAIT), "never stopped");
+    let before = rt.state_json(&id)?;
+    let out = rt.exec(&["exec", &id, "true"])?;
+    expect_one_line_error(&out, &["stopped"])?;
+    assert_eq!(rt.state_json(&id)?, before);
+    Ok(())
+}
+
+#[test]
+fn exec_into_a_missing_container_is_refused() -> Result<()> {
+    require_root!();
+    let rt = Runtime::keel()?;
+    let out = rt.exec(&["exec", "no-such-container", "true"])?;
+    expect_one_line_error(&out, &["no-such-container"])?;
+    assert_eq!(fs::read_dir(rt.root())?.count(), 0, "exec created state");
+    Ok(())
+}
+
+#[test]
+fn exec_malformed_process_json_is_refused() -> Result<()> {
+    require_root!();
+    let dir = tempfile::tempdir()?;
+    let bad = dir.path().join("process.json");
+    fs::write(&bad, "{\"args\": [\"true\"], ")?;
+    expect_refused(&["-p", &bad.to_string_lossy()], &[], &["process.json"])?;
+    fs::write(&bad, r#"{"args": "true", "cwd": "/"}"#)?;
+    expect_refused(&["-p", &bad.to_string_lossy()], &[], &["process.json"])?;
+    let missing = dir.path().join("missing.json");
+    expect_refused(&["-p", &missing.to_string_lossy()], &[], &["missing.json"])
+}
+
+#[test]
+fn exec_without_a_command_is_refused() -> Result<()> {
+    require_root!();
+    expect_refused(&[], &[], &["command"])
+}
+
+#[test]
+fn exec_unknown_capability_is_refused() -> Result<()> {
+    require_root!();
+    expect_refused(
+        &["--cap", "CAP_NO_SUCH_THING"],
+        &["true"],
+        &["CAP_NO_SUCH_THING"],
+    )
+}
+
+#[test]
+fn exec_missing_executable_is_refused() -> Result<()> {
+    require_root!();
+    expect_refused(&[], &["/no/such/binary"], &["/no/such/binary"])?;
+    expect_refused(&[], &["no-such-command"], &["no-such-command"])
+}
+
+#[test]
+fn exec_bad_cwd_and_user_are_refused() -> Result<()> {
+    require_root!();
+    expect_refused(&["--cwd", "/no/such/dir"], &["true"], &["/no/such/dir"])?;
+    expect_refused(&["-u", "bob"], &["true"], &["bob"])
+}
+
+#[test]
+fn exec_detached_tty_without_console_socket_is_refused() -> Result<()> {
+    require_root!();
+    expect_refused(&["-t", "-d"], &["true"], &["console"])
+}
+
+// ---- the same under runc ----
+
+#[test]
+fn exec_exit_statuses_match_runc() -> Result<()> {
+    require_root!();
+    require!(has_runc(), "runc is not installed");
+    let keel = Container::sleeping(Config::new())?;
+    let runc = Container::start_on(Runtime::runc()?, Config::new(), ":")?;
+    for (script, expected) in EXIT_CASES {
+        let (k, r) = (keel.sh(&[], script)?, runc.sh(&[], script)?);
+        assert_eq!(r.status, expected, "runc {script}: {r:?}");
+        assert_eq!(k.status, r.status, "{script}: keel {k:?}\nrunc {r:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn exec_flags_match_runc() -> Result<()> {
+    require_root!();
+    require!(has_runc(), "runc is not installed");
+    let config = || Config::new().env("FOO=config").no_new_privileges(false);
+    let keel = Container::sleeping(config())?;
+    let runc = Container::start_on(Runtime::runc()?, config(), ":")?;
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["-e", "FOO=flag", "-e", "BAR=x", "--cwd", "/tmp"],
+            "echo $FOO $BAR; pwd",
+        ),
+        (&["-u", "1000:1000", "-g", "5"], "id"),
+        (
+            &["--cap", "CAP_NET_ADMIN", "--no-new-privs"],
+            "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status",
+        ),
+        (
+            &[],
+            "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status; ulimit -n",
+        ),
+    ];
+    for (flags, script) in cases {
+        let (k, r) = (keel.sh_ok(flags, script)?, runc.sh_ok(flags, script)?);
+        assert_eq!(k, r, "{flags:?} {script}");
+    }
+    Ok(())
+}
+
+#[test]
+fn exec_refusals_match_runc() -> Result<()> {
+    require_root!();
+    require!(has_runc(), "runc is not installed");
+    // runc exits 255 for a failed exec, keel 1: compare that both refuse.
+    let keel = Container::sleeping(Config::new())?;
+    let runc = Container::start_on(Runtime::runc()?, Config::new(), ":")?;
+    let cases: [&[&str]; 3] = [
+        &[],
+        &["/no/such/binary"],
+        &["--cwd", "/no/such/dir", "true"],
+    ];
+    for cmd in cases {
+        let (k, r) = (
+            captured(keel.exec(&[], cmd)?),
+            captured(runc.exec(&[], cmd)?),
+        );
+        assert_ne!(r.status, 0, "runc accepted {cmd:?}");
+        assert_ne!(k.status, 0, "keel accepted {cmd:?}: {k:?}");
+    }
+    for c in [&keel, &runc] {
+        expect_success(&c.rt.exec(&["pause", &c.id])?, "pause")?;
+        let out = captured(c.exec(&[], &["true"])?);
+        assert_ne!(
+            out.status,
+            0,
+            "{} exec'ed into a paused container",
+            c.rt.binary().display()
+        );
+        expect_success(&c.rt.exec(&["resume", &c.id])?, "resume")?;
+    }
+    Ok(())
+}
