@@ -535,6 +535,16 @@ fn exec_tty_in_the_foreground_copies_the_output() -> Result<()> {
         "{out:?}"
     );
     assert_eq!(lines.get(1).copied(), Some("hello"), "{out:?}");
+    // The pty is all the process gets: stdio on it, no other fd of the runtime.
+    let out = captured(c.exec(&["-t"], &["ls", "-l", "/proc/self/fd"])?).success()?;
+    let listing = out.stdout.replace('\r', "");
+    let fds = inherited_fds(&listing);
+    let numbers: Vec<u32> = fds.iter().map(|f| f.0).collect();
+    assert_eq!(numbers, [0, 1, 2], "{listing}");
+    assert!(
+        fds.iter().all(|f| f.1.starts_with("/dev/pts/")),
+        "{listing}"
+    );
     Ok(())
 }
 
@@ -596,12 +606,18 @@ fn no_fd_of_the_runtime_leaks_into_exec() -> Result<()> {
     let pid_file = dir.path().join("pid").to_string_lossy().into_owned();
     let out = c.exec(
         &["-d", "--pid-file", &pid_file],
-        &["sh", "-c", "ls -l /proc/self/fd > /tmp/fds"],
+        &[
+            "sh",
+            "-c",
+            "ls -l /proc/self/fd > /tmp/fds.part; mv /tmp/fds.part /tmp/fds",
+        ],
     )?;
     expect_success(&out, "exec -d")?;
     let written = c.bundle.rootfs().join("tmp/fds");
-    host::wait_until(WAIT, || fs::metadata(&written).is_ok_and(|m| m.len() > 0));
-    thread::sleep(Duration::from_millis(200));
+    ensure!(
+        host::wait_until(WAIT, || written.exists()),
+        "the detached process wrote nothing"
+    );
     let listing = c.file("/tmp/fds")?;
     let numbers: Vec<u32> = inherited_fds(&listing).iter().map(|f| f.0).collect();
     assert_eq!(

@@ -84,6 +84,13 @@ fn stage1(channel: &Channel) -> Result<i32> {
     join_cgroup(&task_files)?;
     let plan = namespaces::plan(&namespaces).map_err(step("namespaces"))?;
     namespaces::join(&plan).map_err(step("join namespaces"))?;
+    if plan
+        .join
+        .iter()
+        .any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER)
+    {
+        become_root_in_user_namespace()?;
+    }
     if plan.new_user {
         enter_new_user_namespace(channel)?;
     }
@@ -183,6 +190,12 @@ fn enter_new_user_namespace(channel: &Channel) -> Result<()> {
     channel
         .expect("IdsMapped")
         .map_err(chan("user namespace"))?;
+    become_root_in_user_namespace()
+}
+
+/// Takes uid and gid 0 of the user namespace just made or joined: the host ids this process
+/// had are not mapped there (files made with them would fail with EOVERFLOW).
+fn become_root_in_user_namespace() -> Result<()> {
     let (root_uid, root_gid) = (Uid::from_raw(0), Gid::from_raw(0));
     nix::unistd::setresgid(root_gid, root_gid, root_gid).map_err(step("setgid 0 in userns"))?;
     nix::unistd::setresuid(root_uid, root_uid, root_uid).map_err(step("setuid 0 in userns"))

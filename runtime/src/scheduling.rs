@@ -277,30 +277,31 @@ fn sched_setattr_self(attr: &SchedAttr) -> nix::Result<()> {
     nix::Error::result(r).map(drop)
 }
 
-/// `exec`, before the new process joins the container's cgroup: moves it to
-/// `execCPUAffinity.initial`, if set.
-pub fn apply_initial_affinity(affinity: Option<&ExecCPUAffinity>) -> Result<()> {
+/// `exec`, before the new process joins the container's cgroup: moves `pid` (0: the calling
+/// thread) to `execCPUAffinity.initial`, if set.
+pub fn apply_initial_affinity(pid: Pid, affinity: Option<&ExecCPUAffinity>) -> Result<()> {
     match initial(affinity) {
-        Some(list) => set_affinity("initial", list),
+        Some(list) => set_affinity(pid, "initial", list),
         None => Ok(()),
     }
 }
 
-/// `exec`, after the new process joined the container's cgroup: moves it to
-/// `execCPUAffinity.final` if set; with no `execCPUAffinity` at all, resets it (as runc does);
-/// with only `initial`, leaves it to the kernel, as the spec says.
-pub fn apply_final_affinity(affinity: Option<&ExecCPUAffinity>) -> Result<()> {
+/// `exec`, after the new process joined the container's cgroup: moves `pid` (0: the calling
+/// thread) to `execCPUAffinity.final` if set; with no `execCPUAffinity` at all, resets it (as
+/// runc does); with only `initial`, leaves it to the kernel, as the spec says.
+pub fn apply_final_affinity(pid: Pid, affinity: Option<&ExecCPUAffinity>) -> Result<()> {
     match (initial(affinity), final_(affinity)) {
-        (_, Some(list)) => set_affinity("final", list),
-        (None, None) => reset_affinity(),
+        (_, Some(list)) => set_affinity(pid, "final", list),
+        (None, None) => reset_affinity(pid),
         (Some(_), None) => Ok(()),
     }
 }
 
-/// The container's init, after it joined its cgroup: allows every CPU (the kernel narrows the
-/// mask to the cgroup's cpuset), so the affinity of whoever ran the runtime does not leak in.
-pub fn reset_affinity() -> Result<()> {
-    sched_setaffinity(Pid::from_raw(0), &all_cpus()).map_err(SchedulingError::Reset)
+/// The container's init, after it joined its cgroup: allows `pid` (0: the calling thread)
+/// every CPU (the kernel narrows the mask to the cgroup's cpuset), so the affinity of whoever
+/// ran the runtime does not leak into the container.
+pub fn reset_affinity(pid: Pid) -> Result<()> {
+    sched_setaffinity(pid, &all_cpus()).map_err(SchedulingError::Reset)
 }
 
 fn initial(affinity: Option<&ExecCPUAffinity>) -> Option<&str> {
@@ -313,9 +314,9 @@ fn final_(affinity: Option<&ExecCPUAffinity>) -> Option<&str> {
     list.filter(|l| !l.is_empty())
 }
 
-fn set_affinity(field: &'static str, list: &str) -> Result<()> {
+fn set_affinity(pid: Pid, field: &'static str, list: &str) -> Result<()> {
     let set = cpu_set(field, list)?;
-    sched_setaffinity(Pid::from_raw(0), &set).map_err(|source| SchedulingError::Affinity {
+    sched_setaffinity(pid, &set).map_err(|source| SchedulingError::Affinity {
         field,
         value: list.to_string(),
         source,
@@ -659,22 +660,24 @@ mod tests {
                 .collect();
             let first = allowed[0].to_string();
             let only = |list: &str| process(json!({"execCPUAffinity": {"final": list}}));
-            if apply_final_affinity(only(&first).exec_cpu_affinity().as_ref()).is_err() {
+            if apply_final_affinity(SELF, only(&first).exec_cpu_affinity().as_ref()).is_err() {
                 return 2;
             }
             if count(&current_affinity()) != 1 {
                 return 3;
             }
             let initial_only = process(json!({"execCPUAffinity": {"initial": "0"}}));
-            let _ = apply_final_affinity(initial_only.exec_cpu_affinity().as_ref());
+            let _ = apply_final_affinity(SELF, initial_only.exec_cpu_affinity().as_ref());
             if count(&current_affinity()) != 1 {
                 return 4;
             }
-            let _ = apply_final_affinity(None);
+            let _ = apply_final_affinity(SELF, None);
             i32::from(count(&current_affinity()) < allowed.len()) * 5
         }
         assert_eq!(forked::run(child), 0);
     }
+
+    const SELF: Pid = Pid::from_raw(0);
 
     fn current_affinity() -> CpuSet {
         nix::sched::sched_getaffinity(Pid::from_raw(0)).unwrap_or_else(|_| CpuSet::new())

@@ -1,8 +1,6 @@
 //! Second stage of `create`: the container's init. Every step of the config in order, then it
 //! waits on the exec fifo for `start`, runs startContainer hooks and execs the user's process.
 
-use std::fs::File;
-use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
@@ -53,7 +51,7 @@ pub(super) fn run(
     };
     let prepared = process::prepare(channel, &setup)?;
     channel.send(&Message::Ready).map_err(chan("ready"))?;
-    wait_for_start(fifo)?;
+    wait_for_start(&fifo)?;
     let start_hooks = |h: &oci_spec::runtime::Hooks| h.start_container().clone();
     run_container_hooks(
         config,
@@ -61,7 +59,10 @@ pub(super) fn run(
         Status::Running,
         spec.hooks().as_ref().and_then(start_hooks),
     )?;
-    process::exec(&setup, prepared)
+    // The fifo stays open until exec closes it (close-on-exec): `start` waits for that.
+    let result = process::exec(&setup, prepared);
+    drop(fifo);
+    result
 }
 
 fn prepare_rootfs(config: &InitConfig, plan: &Plan) -> Result<()> {
@@ -153,14 +154,12 @@ fn apply_sysctls(spec: &Spec) -> Result<()> {
 }
 
 /// Blocks until `start` writes to the exec fifo.
-fn wait_for_start(fifo: OwnedFd) -> Result<()> {
-    let mut f = File::from(fifo);
+fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
     let mut byte = [0u8; 1];
     loop {
-        match f.read(&mut byte) {
+        match nix::unistd::read(fifo, &mut byte) {
             Ok(1) => return Ok(()),
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Ok(_) | Err(nix::Error::EINTR) => continue,
             Err(e) => return Err(step("wait for start")(e)),
         }
     }
