@@ -68,6 +68,10 @@ pub struct ExecConfig {
     pub preserve_fds: u32,
     /// cgroup v1 `tasks` files to join (see `InitConfig::cgroup_task_files`).
     pub cgroup_task_files: Vec<PathBuf>,
+    /// The container's `linux.personality`, applied to the new process too.
+    pub personality: Option<oci_spec::runtime::LinuxPersonality>,
+    /// The container's `linux.memoryPolicy`, applied to the new process too.
+    pub memory_policy: Option<oci_spec::runtime::LinuxMemoryPolicy>,
 }
 
 /// Every message, both directions.

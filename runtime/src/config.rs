@@ -43,7 +43,14 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
     let dir = std::fs::canonicalize(bundle).map_err(|e| ConfigError::Bundle(bundle.into(), e))?;
     let path = dir.join("config.json");
     let text = std::fs::read(&path).map_err(|e| ConfigError::Bundle(path.clone(), e))?;
-    let spec: Spec = serde_json::from_slice(&text).map_err(|e| ConfigError::Invalid {
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| ConfigError::Invalid {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
+    // oci-spec 0.10 spells two scheduler flags unlike the spec: rewrite before parsing.
+    crate::scheduling::normalize_config_json(&mut doc);
+    let spec: Spec = serde_json::from_value(doc).map_err(|e| ConfigError::Invalid {
         path: path.clone(),
         msg: e.to_string(),
     })?;

@@ -45,7 +45,10 @@ fn from_file(path: &Path) -> Result<Process> {
         msg,
     };
     let text = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    serde_json::from_slice(&text).map_err(|e| err(e.to_string()))
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| err(e.to_string()))?;
+    crate::scheduling::normalize_process_json(&mut doc);
+    serde_json::from_value(doc).map_err(|e| err(e.to_string()))
 }
 
 fn from_flags(mut p: Process, args: &ExecArgs) -> Result<Process> {

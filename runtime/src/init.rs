@@ -12,10 +12,11 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
-use nix::unistd::{fork, ForkResult, Gid, Uid};
+use nix::unistd::{fork, ForkResult, Gid, Pid, Uid};
 
 use crate::channel::{Channel, ChannelError, Message};
 use crate::namespaces::{self, Plan};
+use crate::scheduling;
 
 /// Errors of the init sequence; each names the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +82,9 @@ enum Job {
 /// Receives the job, enters the namespaces and forks the second stage.
 fn stage1(channel: &Channel) -> Result<i32> {
     let (job, task_files, namespaces) = receive_job(channel)?;
+    initial_affinity(&job)?;
     join_cgroup(&task_files)?;
+    final_affinity(&job)?;
     let plan = namespaces::plan(&namespaces).map_err(step("namespaces"))?;
     namespaces::join(&plan).map_err(step("join namespaces"))?;
     if plan
@@ -179,6 +182,28 @@ fn join_cgroup(task_files: &[PathBuf]) -> Result<()> {
             .map_err(|e| step("join cgroup")(format!("{}: {e}", file.display())))?;
     }
     Ok(())
+}
+
+/// `exec`: the new process runs on `execCPUAffinity.initial` until it joins the cgroup.
+fn initial_affinity(job: &Job) -> Result<()> {
+    let Job::Exec(config) = job else {
+        return Ok(());
+    };
+    let affinity = config.process.exec_cpu_affinity().as_ref();
+    scheduling::apply_initial_affinity(Pid::from_raw(0), affinity).map_err(step("cpu affinity"))
+}
+
+/// After the cgroup join: `execCPUAffinity.final` for `exec`; every CPU of the cgroup for the
+/// container's init (the spec does not apply `execCPUAffinity` to it), as runc does.
+fn final_affinity(job: &Job) -> Result<()> {
+    let me = Pid::from_raw(0);
+    match job {
+        Job::Exec(c) => {
+            scheduling::apply_final_affinity(me, c.process.exec_cpu_affinity().as_ref())
+        }
+        Job::Container(..) => scheduling::reset_affinity(me),
+    }
+    .map_err(step("cpu affinity"))
 }
 
 /// Makes a user namespace, has the parent write its id maps, and becomes its root.

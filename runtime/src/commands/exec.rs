@@ -100,6 +100,8 @@ fn launch_process(
         seccomp: filter,
         preserve_fds: args.preserve_fds,
         cgroup_task_files: task_files.clone(),
+        personality: linux.personality().clone(),
+        memory_policy: linux.memory_policy().clone(),
     };
     let (parent, child_end) = channel::pair()?;
     let mut stage1 = launch::spawn_init(&child_end, args.preserve_fds, None)?;

@@ -26,6 +26,7 @@ pub(super) fn run(
     };
     let spec = &config.spec;
     let proc_spec = spec.process().clone().unwrap_or_default();
+    let linux = spec.linux().as_ref();
     nix::unistd::setsid().map_err(step("setsid"))?;
     if plan.new.contains(CloneFlags::CLONE_NEWNET) {
         network::loopback_up().map_err(step("loopback"))?;
@@ -48,6 +49,8 @@ pub(super) fn run(
         seccomp: config.seccomp.as_ref(),
         preserve_fds: config.preserve_fds,
         keyring: (!config.no_new_keyring).then_some(config.id.as_str()),
+        personality: linux.and_then(|l| l.personality().as_ref()),
+        memory_policy: linux.and_then(|l| l.memory_policy().as_ref()),
     };
     let prepared = process::prepare(channel, &setup)?;
     channel.send(&Message::Ready).map_err(chan("ready"))?;

@@ -13,6 +13,8 @@ pub(super) fn run(channel: &Channel, config: &ExecConfig) -> Result<std::convert
         seccomp: config.seccomp.as_ref(),
         preserve_fds: config.preserve_fds,
         keyring: None,
+        personality: config.personality.as_ref(),
+        memory_policy: config.memory_policy.as_ref(),
     };
     let prepared = process::prepare(channel, &setup)?;
     channel.send(&Message::Ready).map_err(chan("ready"))?;

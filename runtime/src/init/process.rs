@@ -6,13 +6,13 @@ use std::ffi::CString;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{LinuxMemoryPolicy, LinuxPersonality, Process};
 
 use super::{chan, step, InitError, Result};
 use crate::capabilities::CapSets;
 use crate::channel::{Channel, Message};
 use crate::seccomp::Filter;
-use crate::{console, rlimits, seccomp, user};
+use crate::{console, memory_policy, personality, rlimits, scheduling, seccomp, user};
 
 /// What the process steps need.
 pub(super) struct ProcessSetup<'a> {
@@ -21,6 +21,10 @@ pub(super) struct ProcessSetup<'a> {
     pub preserve_fds: u32,
     /// Join a new session keyring named after this container id.
     pub keyring: Option<&'a str>,
+    /// `linux.personality` (the container's, also for `exec`).
+    pub personality: Option<&'a LinuxPersonality>,
+    /// `linux.memoryPolicy` (the container's, also for `exec`).
+    pub memory_policy: Option<&'a LinuxMemoryPolicy>,
 }
 
 /// The checked arguments of the final execve.
@@ -37,6 +41,7 @@ pub(super) fn prepare(channel: &Channel, setup: &ProcessSetup) -> Result<Prepare
     setup_console(channel, process)?;
     set_oom_score_adj(process)?;
     rlimits::apply(process.rlimits().as_deref().unwrap_or_default()).map_err(step("rlimits"))?;
+    apply_scheduling(setup)?;
     join_session_keyring(setup.keyring)?;
     if !no_new_privs(process) {
         // Without no_new_privs loading a filter needs CAP_SYS_ADMIN: before dropping caps.
@@ -59,6 +64,19 @@ pub(super) fn exec(setup: &ProcessSetup, prepared: Prepared) -> Result<std::conv
         load_seccomp(setup.seccomp)?;
     }
     nix::unistd::execve(&prepared.exe, &prepared.argv, &prepared.envp).map_err(step("exec"))
+}
+
+/// I/O priority, scheduler, memory policy and personality: while the process still has its
+/// capabilities (real-time classes, negative nice) and before any seccomp filter.
+fn apply_scheduling(setup: &ProcessSetup) -> Result<()> {
+    scheduling::apply(setup.process).map_err(step("scheduling"))?;
+    if let Some(policy) = setup.memory_policy {
+        memory_policy::apply(policy).map_err(step("memory policy"))?;
+    }
+    if let Some(persona) = setup.personality {
+        personality::apply(persona).map_err(step("personality"))?;
+    }
+    Ok(())
 }
 
 fn no_new_privs(process: &Process) -> bool {
