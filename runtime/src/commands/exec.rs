@@ -127,13 +127,18 @@ impl Drop for KillOnError {
     }
 }
 
+/// Answers init until the process has both reported its pid (from init's first stage) and
+/// readiness (from the second): the two stages write independently, in either order.
 fn drive(
     ch: &Channel,
     stage1: &mut Child,
     guard: &mut KillOnError,
 ) -> Result<(i32, Option<OwnedFd>)> {
-    let (mut pid, mut master) = (None, None);
+    let (mut pid, mut master, mut ready) = (None, None, false);
     loop {
+        if let (Some(pid), true) = (pid, ready) {
+            return Ok((pid, master));
+        }
         let (msg, mut fds) = match ch.recv_with_fds() {
             Ok(m) => m,
             Err(channel::ChannelError::Closed) => {
@@ -150,10 +155,7 @@ fn drive(
                 pid = Some(p);
             }
             Message::Console => master = fds.pop(),
-            Message::Ready => {
-                let pid = pid.ok_or_else(|| Error::ContainerInit("exec: no pid".into()))?;
-                return Ok((pid, master));
-            }
+            Message::Ready => ready = true,
             Message::Error(e) => return Err(Error::ContainerInit(e)),
             other => {
                 return Err(Error::ContainerInit(format!(
