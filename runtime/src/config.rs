@@ -50,6 +50,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
         })?;
     // oci-spec 0.10 spells two scheduler flags unlike the spec: rewrite before parsing.
     crate::scheduling::normalize_config_json(&mut doc);
+    check_capability_names(&doc, &path)?;
     let spec: Spec = serde_json::from_value(doc).map_err(|e| ConfigError::Invalid {
         path: path.clone(),
         msg: e.to_string(),
@@ -74,6 +75,32 @@ fn resolve_rootfs(dir: &Path, root: &Path) -> Result<PathBuf> {
         Ok(p) if p.is_dir() => Ok(p),
         _ => Err(ConfigError::MissingRootfs(joined)),
     }
+}
+
+/// Names every unknown capability plainly (the parser's own message is about enum variants).
+fn check_capability_names(doc: &serde_json::Value, path: &Path) -> Result<()> {
+    let Some(sets) = doc
+        .pointer("/process/capabilities")
+        .and_then(|c| c.as_object())
+    else {
+        return Ok(());
+    };
+    for (set, names) in sets {
+        for name in names
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str())
+        {
+            if name.parse::<caps::Capability>().is_err() {
+                return Err(ConfigError::Invalid {
+                    path: path.into(),
+                    msg: format!("unknown capability {name:?} in process.capabilities.{set}"),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The checks runc makes before it creates anything.
@@ -116,6 +143,19 @@ mod tests {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
         assert!(validate_id(&"a".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn unknown_capability_is_named() {
+        let doc = serde_json::json!({"process": {"capabilities": {"ambient": ["CAP_CHOWN", "CAP_NOPE"]}}});
+        let err = check_capability_names(&doc, Path::new("c.json")).expect_err("unknown cap");
+        assert!(
+            err.to_string()
+                .contains("\"CAP_NOPE\" in process.capabilities.ambient"),
+            "{err}"
+        );
+        let ok = serde_json::json!({"process": {"capabilities": {"bounding": ["CAP_KILL"]}}});
+        assert!(check_capability_names(&ok, Path::new("c.json")).is_ok());
     }
 
     #[test]
