@@ -760,8 +760,8 @@ fn features_lists_what_the_runtime_supports() -> Result<()> {
         assert!(contains(&seccomp["actions"], action), "{action} not listed");
     }
     assert!(
-        !contains(&seccomp["actions"], "SCMP_ACT_NOTIFY"),
-        "notify is not supported"
+        contains(&seccomp["actions"], "SCMP_ACT_NOTIFY"),
+        "notify (with a listenerPath agent) is supported"
     );
     assert_eq!(seccomp["operators"].as_array().map(Vec::len), Some(7));
     if cfg!(target_arch = "x86_64") {
@@ -772,7 +772,7 @@ fn features_lists_what_the_runtime_supports() -> Result<()> {
         linux["cgroup"],
         json!({"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false})
     );
-    assert_eq!(linux["mountExtensions"]["idmap"]["enabled"], false);
+    assert_eq!(linux["mountExtensions"]["idmap"]["enabled"], true);
     assert!(contains(&doc["mountOptions"], "rbind") && contains(&doc["mountOptions"], "rro"));
     assert!(!contains(&doc["mountOptions"], "idmap"));
     assert!(contains(&doc["hooks"], "createRuntime") && contains(&doc["hooks"], "poststop"));

@@ -55,6 +55,9 @@ pub struct InitConfig {
     pub runtime_hooks: bool,
     /// cgroup v1 `tasks` files init writes "0" to, moving itself into the container's cgroup.
     pub cgroup_task_files: Vec<PathBuf>,
+    /// `mounts[]` indices of the idmapped trees sent with this message, in the order of the fds
+    /// (before the exec fifo's, which is last).
+    pub idmapped_mounts: Vec<usize>,
 }
 
 /// What the parent tells init to run inside an existing container.
@@ -95,6 +98,8 @@ pub enum Message {
     HooksDone,
     /// init → parent: the pty master of process.terminal, carried as an fd.
     Console,
+    /// init → parent: the listener of a SCMP_ACT_NOTIFY seccomp filter, carried as an fd.
+    SeccompListener,
     /// init → parent: set up; waiting on the exec fifo for `start`.
     Ready,
     /// init → parent: setup failed; the line to show the user.
@@ -177,7 +182,8 @@ impl Channel {
     /// Receives the next message and the fds that came with it.
     pub fn recv_with_fds(&self) -> Result<(Message, Vec<OwnedFd>)> {
         let mut header = [0u8; 4];
-        let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+        // SCM_MAX_FD: fds beyond the control buffer would be closed by the kernel, unseen.
+        let mut cmsg = nix::cmsg_space!([RawFd; 253]);
         let (n, fds) = {
             let mut iov = [IoSliceMut::new(&mut header)];
             let msg = recvmsg::<()>(

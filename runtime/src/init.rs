@@ -75,7 +75,11 @@ pub fn run() -> i32 {
 
 /// What the second stage will be.
 enum Job {
-    Container(Box<crate::channel::InitConfig>, OwnedFd),
+    Container(
+        Box<crate::channel::InitConfig>,
+        OwnedFd,
+        Vec<(usize, OwnedFd)>,
+    ),
     Exec(Box<crate::channel::ExecConfig>),
 }
 
@@ -98,7 +102,7 @@ fn stage1(channel: &Channel) -> Result<i32> {
         enter_new_user_namespace(channel)?;
     }
     namespaces::unshare_new(plan.new).map_err(step("namespaces"))?;
-    if let Job::Container(config, _) = &job {
+    if let Job::Container(config, ..) = &job {
         let offsets = config
             .spec
             .linux()
@@ -128,10 +132,14 @@ fn receive_job(channel: &Channel) -> Result<Received> {
             let fifo = fds
                 .pop()
                 .ok_or_else(|| step("receive config")("no exec fifo fd"))?;
+            if fds.len() != config.idmapped_mounts.len() {
+                return Err(step("receive config")("idmapped mount fds missing"));
+            }
+            let idmapped = config.idmapped_mounts.iter().copied().zip(fds).collect();
             let linux = config.spec.linux().clone().unwrap_or_default();
             let namespaces = linux.namespaces().clone().unwrap_or_default();
             let files = config.cgroup_task_files.clone();
-            Ok((Job::Container(config, fifo), files, namespaces))
+            Ok((Job::Container(config, fifo, idmapped), files, namespaces))
         }
         Message::Exec(config) => {
             // Processes already in the container must not ptrace us while we still hold the
@@ -147,7 +155,9 @@ fn receive_job(channel: &Channel) -> Result<Received> {
 /// Runs the second stage; returns only on failure, with the exit status.
 fn stage2(channel: &Channel, job: Job, plan: &Plan) -> i32 {
     let result = match job {
-        Job::Container(config, fifo) => container::run(channel, &config, plan, fifo),
+        Job::Container(config, fifo, idmapped) => {
+            container::run(channel, &config, plan, fifo, idmapped)
+        }
         Job::Exec(config) => exec::run(channel, &config),
     };
     let err = match result {

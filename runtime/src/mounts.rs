@@ -8,7 +8,8 @@
 //! while we mounted.
 //!
 //! One concept per file: `options` parses an entry's options; `bind` and `filesystem` are the two
-//! kinds of mount, onto a destination opened and checked by `destination`; `cgroupfs` builds the
+//! kinds of mount, onto a destination opened and checked by `destination`; `idmap` makes idmapped
+//! binds (prepared by the runtime's parent, moved into place by init); `cgroupfs` builds the
 //! cgroup tree (cgroup2, or runc's v1 layout from the host's `mountinfo`). This file holds what
 //! they share: the errors, the context, the entry point, and the mount(2) primitives that the rest
 //! of the runtime uses too.
@@ -19,6 +20,7 @@ mod bind;
 mod cgroupfs;
 mod destination;
 mod filesystem;
+mod idmap;
 mod mountinfo;
 mod options;
 
@@ -36,13 +38,14 @@ use crate::safe_path::{fd_path, SafePathError};
 use bind::{bind_source, mount_bind};
 use cgroupfs::{mount_cgroup, mount_cgroup2};
 use filesystem::{mount_filesystem, mount_sysfs};
+pub use idmap::{is_idmapped, prepare_idmapped_mounts};
 pub use mountinfo::{parse_mountinfo, MountInfo};
-pub use options::{parse_options, MountOptions};
+pub use options::{parse_options, IdmapOption, MountOptions};
 
 /// Errors of mounting one entry.
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
-    /// An option this runtime does not implement (idmapped mounts, runc's `tmpcopyup`).
+    /// An option this runtime does not implement (runc's `tmpcopyup`).
     #[error("mount option {0:?} is not supported by keel-runtime")]
     UnsupportedOption(String),
     /// An entry that cannot be carried out as written.
@@ -69,6 +72,21 @@ pub enum MountError {
     Syscall {
         destination: PathBuf,
         src: String,
+        step: String,
+        source: io::Error,
+    },
+    /// The kernel or the source's filesystem refused to idmap a bind mount (procfs, sysfs,
+    /// devtmpfs and older kernels do).
+    #[error("mount {destination}: idmapped mounts are not supported for source {src} (the kernel refused: {source})")]
+    IdmapUnsupported {
+        destination: PathBuf,
+        src: PathBuf,
+        source: io::Error,
+    },
+    /// The user namespace that carries an idmapped mount's mappings could not be made or opened.
+    #[error("mount {destination}: user namespace for the id mappings: {step}: {source}")]
+    IdmapUserns {
+        destination: PathBuf,
         step: String,
         source: io::Error,
     },
@@ -118,16 +136,41 @@ pub struct MountContext<'a> {
     pub cgroup_ns: bool,
 }
 
-/// Mounts one `mounts[]` entry inside the rootfs.
+/// Mounts one `mounts[]` entry inside the rootfs (an idmapped one needs
+/// [`mount_entry_with`]).
 pub fn mount_entry(ctx: &MountContext<'_>, m: &Mount) -> Result<()> {
+    mount_entry_with(ctx, m, None)
+}
+
+/// Mounts one `mounts[]` entry inside the rootfs; `tree` is the detached mount that
+/// [`prepare_idmapped_mounts`] made for it if it is idmapped, and is moved into place (init can
+/// no longer idmap a mount itself: it is in the container's user namespace by now).
+pub fn mount_entry_with(ctx: &MountContext<'_>, m: &Mount, tree: Option<OwnedFd>) -> Result<()> {
     let dest = m.destination().as_path();
     let opts = parse_options(m.options().as_deref().unwrap_or_default())?;
     let fstype = m.typ().as_deref().unwrap_or("");
-    if fstype == "bind" || opts.flags.contains(MsFlags::MS_BIND) {
+    if is_bind(fstype, &opts) {
         let src = bind_source(dest, m.source().as_deref())?;
         let mut opts = opts;
         opts.flags |= MsFlags::MS_BIND;
-        return mount_bind(ctx, dest, &src, &opts);
+        return match (is_idmapped(m), tree) {
+            (false, None) => mount_bind(ctx, dest, &src, &opts),
+            (true, Some(tree)) => idmap::mount_idmapped(ctx, dest, &src, tree, &opts),
+            (true, None) => Err(invalid(
+                dest,
+                "the idmapped mount was not prepared by the runtime",
+            )),
+            (false, Some(_)) => Err(invalid(
+                dest,
+                "a prepared mount was given for an entry that is not idmapped",
+            )),
+        };
+    }
+    if is_idmapped(m) || tree.is_some() {
+        return Err(invalid(
+            dest,
+            "idmapped mounts are only supported for bind mounts",
+        ));
     }
     let src = m
         .source()
@@ -143,6 +186,12 @@ pub fn mount_entry(ctx: &MountContext<'_>, m: &Mount) -> Result<()> {
         "sysfs" => mount_sysfs(ctx, dest, &src, &opts),
         _ => mount_filesystem(ctx, dest, &src, fstype, &opts),
     }
+}
+
+/// Whether an entry of type `fstype` with options `opts` is a bind mount (the type is ignored
+/// then, as in runc).
+fn is_bind(fstype: &str, opts: &MountOptions) -> bool {
+    fstype == "bind" || opts.flags.contains(MsFlags::MS_BIND)
 }
 
 /// mount(2) onto the object `target` holds, through its `/proc/self/fd/N`.
@@ -220,7 +269,6 @@ struct MountAttr {
 }
 
 /// Applies mount attributes to the mount at `fd` and every mount under it.
-#[allow(unsafe_code)]
 fn mount_setattr_recursive(fd: &OwnedFd, attr_set: u64, attr_clr: u64) -> nix::Result<()> {
     let attr = MountAttr {
         attr_set,
@@ -228,6 +276,17 @@ fn mount_setattr_recursive(fd: &OwnedFd, attr_set: u64, attr_clr: u64) -> nix::R
         propagation: 0,
         userns_fd: 0,
     };
+    mount_setattr(fd, true, &attr)
+}
+
+/// mount_setattr(2) on the (detached or attached) mount at `fd`, and on every mount under it
+/// if `recursive`.
+#[allow(unsafe_code)]
+fn mount_setattr(fd: &OwnedFd, recursive: bool, attr: &MountAttr) -> nix::Result<()> {
+    let mut flags = libc::AT_EMPTY_PATH;
+    if recursive {
+        flags |= libc::AT_RECURSIVE;
+    }
     // SAFETY: the path is a NUL-terminated empty string and `attr` a live mount_attr whose size
     // is passed along; the kernel only reads both during the call.
     let res = unsafe {
@@ -235,8 +294,8 @@ fn mount_setattr_recursive(fd: &OwnedFd, attr_set: u64, attr_clr: u64) -> nix::R
             libc::SYS_mount_setattr,
             fd.as_raw_fd(),
             c"".as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-            &attr as *const MountAttr,
+            flags,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };

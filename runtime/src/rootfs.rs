@@ -53,12 +53,12 @@ pub type Result<T> = std::result::Result<T, RootfsError>;
 /// propagation, the rootfs bind mount, every `mounts[]` entry, `/dev` (devices, links, ptmx).
 /// The host's `/` and `/proc` must still be visible; relative bind sources are taken from the
 /// working directory, which must be the bundle (as under runc).
-pub fn prepare(spec: &Spec, rootfs: &Path) -> Result<()> {
+pub fn prepare(spec: &Spec, rootfs: &Path, idmapped: Vec<(usize, OwnedFd)>) -> Result<()> {
     let propagation = rootfs_propagation(spec)?;
     set_root_propagation(propagation.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC))?;
     make_parent_mount_private(rootfs)?;
     bind_rootfs_onto_itself(rootfs)?;
-    mount_all(spec, rootfs)?;
+    mount_all(spec, rootfs, idmapped)?;
     if !dev_is_bound(spec) {
         let devices = spec
             .linux()
@@ -162,15 +162,25 @@ fn bind_rootfs_onto_itself(rootfs: &Path) -> Result<()> {
         .map_err(|e| syscall("bind onto itself", rootfs, e))
 }
 
-fn mount_all(spec: &Spec, rootfs: &Path) -> Result<()> {
+fn mount_all(spec: &Spec, rootfs: &Path, mut idmapped: Vec<(usize, OwnedFd)>) -> Result<()> {
     let cgroup_ns = spec
         .linux()
         .as_ref()
         .and_then(|l| l.namespaces().as_ref())
         .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup));
     let ctx = MountContext { rootfs, cgroup_ns };
-    for m in spec.mounts().as_deref().unwrap_or_default() {
-        mounts::mount_entry(&ctx, m)?;
+    for (index, m) in spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let tree = idmapped
+            .iter()
+            .position(|(i, _)| *i == index)
+            .map(|at| idmapped.swap_remove(at).1);
+        mounts::mount_entry_with(&ctx, m, tree)?;
     }
     Ok(())
 }
@@ -641,7 +651,7 @@ mod tests {
         let f = fixture("pivot");
         let spec = spec(&f);
         let result = in_child_mount_ns(|| {
-            prepare(&spec, &f.rootfs).map_err(|e| format!("prepare: {e}"))?;
+            prepare(&spec, &f.rootfs, Vec::new()).map_err(|e| format!("prepare: {e}"))?;
             check_prepared(&f)?;
             enter(&f.rootfs, false).map_err(|e| format!("enter: {e}"))?;
             finish(&spec).map_err(|e| format!("finish: {e}"))?;
@@ -659,7 +669,7 @@ mod tests {
         let f = fixture("move");
         let spec = spec(&f);
         let result = in_child_mount_ns(|| {
-            prepare(&spec, &f.rootfs).map_err(|e| format!("prepare: {e}"))?;
+            prepare(&spec, &f.rootfs, Vec::new()).map_err(|e| format!("prepare: {e}"))?;
             enter(&f.rootfs, true).map_err(|e| format!("enter: {e}"))?;
             finish(&spec).map_err(|e| format!("finish: {e}"))?;
             check_finished(&f)
@@ -677,7 +687,7 @@ mod tests {
         let mount = serde_json::json!({"destination": "/data", "type": "bind",
             "source": "/nonexistent/keel-source", "options": ["rbind"]});
         spec.set_mounts(Some(vec![serde_json::from_value(mount).expect("mount")]));
-        let result = in_child_mount_ns(|| match prepare(&spec, &f.rootfs) {
+        let result = in_child_mount_ns(|| match prepare(&spec, &f.rootfs, Vec::new()) {
             Ok(()) => Err("a missing bind source was accepted".into()),
             Err(e) => {
                 let text = e.to_string();
@@ -702,7 +712,7 @@ mod tests {
             {"destination": "/proc/self/attr", "type": "tmpfs", "source": "tmpfs"}
         ]);
         spec.set_mounts(Some(serde_json::from_value(mounts).expect("mounts")));
-        let result = in_child_mount_ns(|| match prepare(&spec, &f.rootfs) {
+        let result = in_child_mount_ns(|| match prepare(&spec, &f.rootfs, Vec::new()) {
             Ok(()) => Err("a tmpfs over /proc/self/attr was accepted".into()),
             Err(e) => ensure(e.to_string().contains("/proc"), &e.to_string()),
         });
@@ -754,7 +764,7 @@ mod tests {
             nix::mount::mount(Some("tmpfs"), &locked, Some("tmpfs"), flags, None::<&str>)
                 .map_err(|e| format!("tmpfs: {e}"))?;
             enter_user_namespace()?;
-            prepare(&spec, &f.rootfs).map_err(|e| format!("prepare: {e}"))?;
+            prepare(&spec, &f.rootfs, Vec::new()).map_err(|e| format!("prepare: {e}"))?;
             let null =
                 fs::metadata(f.rootfs.join("dev/null")).map_err(|e| format!("dev/null: {e}"))?;
             ensure(
@@ -828,7 +838,7 @@ mod tests {
         let spec: Spec = serde_json::from_value(spec).expect("spec");
         let result = in_child_mount_ns(|| {
             unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| format!("unshare: {e}"))?;
-            prepare(&spec, &f.rootfs).map_err(|e| format!("prepare: {e}"))?;
+            prepare(&spec, &f.rootfs, Vec::new()).map_err(|e| format!("prepare: {e}"))?;
             let mountinfo =
                 fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
             let cgroup = f.rootfs.join("sys/fs/cgroup");

@@ -5,15 +5,22 @@
 //! libseccomp needs 20-30 ms for a Docker-sized profile, and the BPF depends only on the profile
 //! and the host, so [`compile`] keeps every program it builds in a cache directory: a profile
 //! already compiled is read back instead of compiled again.
+//!
+//! SCMP_ACT_NOTIFY (seccomp user notification) works as in runc: a filter with such rules is
+//! loaded with SECCOMP_FILTER_FLAG_NEW_LISTENER, [`load`] returns the listener fd, init hands it
+//! to the runtime process, and [`send_listener`] passes it on to the seccomp agent listening at
+//! `linux.seccomp.listenerPath`.
 
 mod cache;
 mod enosys;
+mod notify;
 #[cfg(test)]
 mod tests;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
 
 use libseccomp::{error::SeccompError as LibError, ScmpSyscall};
 use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext};
@@ -25,15 +32,14 @@ use oci_spec::runtime::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use notify::{notify_agent, send_listener, ListenerState};
+
 /// Errors of compiling or loading a seccomp filter.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
     /// The profile says something that cannot be turned into a filter.
     #[error("seccomp: {0}")]
     Invalid(String),
-    /// SCMP_ACT_NOTIFY needs a seccomp agent, which the runtime does not talk to yet.
-    #[error("seccomp notify is not supported yet (SCMP_ACT_NOTIFY in linux.seccomp)")]
-    NotifyUnsupported,
     /// The profile is valid but this kernel or libseccomp cannot do what it asks.
     #[error("seccomp: {what} is not supported on this host: {reason}")]
     Unsupported { what: String, reason: String },
@@ -52,6 +58,13 @@ pub enum SeccompError {
     /// With TSYNC, another thread of the process could not take the filter.
     #[error("seccomp: thread {0} could not be synchronized to the filter (TSYNC)")]
     Tsync(i64),
+    /// The listener of a SCMP_ACT_NOTIFY filter could not be handed to the seccomp agent.
+    #[error("seccomp: sending the notify listener to the agent at {}: {what}: {source}", path.display())]
+    Listener {
+        path: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// The result of the seccomp module.
@@ -62,8 +75,11 @@ pub type Result<T> = std::result::Result<T, SeccompError>;
 pub struct Filter {
     /// The instructions, `struct sock_filter` in host byte order, 8 bytes each.
     pub program: Vec<u8>,
-    /// `SECCOMP_FILTER_FLAG_*` bits for seccomp(2).
+    /// `SECCOMP_FILTER_FLAG_*` bits for seccomp(2); with `notify`, NEW_LISTENER among them.
     pub flags: u32,
+    /// Whether the profile has SCMP_ACT_NOTIFY rules: [`load`] then returns a listener fd.
+    #[serde(default)]
+    pub notify: bool,
 }
 
 /// The kernel's limit on the length of one program (BPF_MAXINSNS).
@@ -75,8 +91,16 @@ const MAX_ARGS: usize = 6;
 /// runc turns on libseccomp's binary-tree dispatch above this many rules.
 const OPTIMIZE_ABOVE: usize = 32;
 
+/// Syscalls init makes after loading the filter and before the runtime process holds the
+/// listener (the channel's sendmsg, and write for the rest of a frame). Notifying one would wait
+/// for an agent that cannot have the listener yet: init would hang. runc refuses `write`, for
+/// the same reason.
+const NOT_NOTIFIABLE: [&str; 2] = ["write", "sendmsg"];
+
 /// Compiles `seccomp` to BPF, reusing a program cached in `cache_dir` for the same profile.
 pub fn compile(seccomp: &LinuxSeccomp, cache_dir: Option<&Path>) -> Result<Filter> {
+    // Before the cache: the key leaves out the listener fields this checks.
+    check_notify(seccomp)?;
     let Some(dir) = cache_dir else {
         return compile_uncached(seccomp);
     };
@@ -95,10 +119,13 @@ pub fn compile(seccomp: &LinuxSeccomp, cache_dir: Option<&Path>) -> Result<Filte
     Ok(filter)
 }
 
-/// Loads `filter` into the calling process (and, with TSYNC, its threads).
+/// Loads `filter` into the calling process (and, with TSYNC, its threads); for a `notify`
+/// filter, returns its listener (close-on-exec), which must reach the seccomp agent before
+/// the process makes a notified syscall.
 ///
 /// The caller must have set no_new_privs or hold CAP_SYS_ADMIN.
-pub fn load(filter: &Filter) -> Result<()> {
+pub fn load(filter: &Filter) -> Result<Option<OwnedFd>> {
+    let flags = load_flags(filter)?;
     let mut insns = instructions(&filter.program)?;
     let len = u16::try_from(insns.len())
         .map_err(|_| SeccompError::BadProgram(format!("{} instructions", insns.len())))?;
@@ -106,7 +133,37 @@ pub fn load(filter: &Filter) -> Result<()> {
         len,
         filter: insns.as_mut_ptr(),
     };
-    install(&prog, filter.flags)
+    let ret = install(&prog, flags, filter.notify)?;
+    if !filter.notify {
+        return Ok(None);
+    }
+    let fd = RawFd::try_from(ret)
+        .map_err(|_| SeccompError::BadProgram(format!("seccomp(2) returned {ret} as listener")))?;
+    Ok(Some(take_listener(fd)))
+}
+
+/// The seccomp(2) flags for `filter`: a listener is asked for exactly when it has NOTIFY rules,
+/// so that no listener fd is made that nobody takes.
+fn load_flags(filter: &Filter) -> Result<u32> {
+    let new_listener = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32;
+    match (filter.notify, filter.flags & new_listener != 0) {
+        (true, _) => Ok(listener_flags(filter.flags)),
+        (false, true) => Err(SeccompError::BadProgram(
+            "SECCOMP_FILTER_FLAG_NEW_LISTENER on a filter without SCMP_ACT_NOTIFY".into(),
+        )),
+        (false, false) => Ok(filter.flags),
+    }
+}
+
+/// `flags` plus NEW_LISTENER, and TSYNC_ESRCH with TSYNC: seccomp(2) returns the listener fd,
+/// so the kernel refuses TSYNC's "thread id of the failure" unless told to fail with ESRCH
+/// instead (libseccomp does the same).
+fn listener_flags(flags: u32) -> u32 {
+    let mut flags = flags | libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32;
+    if flags & libc::SECCOMP_FILTER_FLAG_TSYNC as u32 != 0 {
+        flags |= libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH as u32;
+    }
+    flags
 }
 
 /// One syscall name of the profile with its action and conditions: runc's `configs.Syscall`.
@@ -135,10 +192,55 @@ fn compile_uncached(seccomp: &LinuxSeccomp) -> Result<Filter> {
     let mut program = enosys::stub(default, &archs, &names)?.unwrap_or_default();
     program.extend(export(&ctx)?);
     check_length(&program)?;
+    let notify = rules.iter().any(|rule| rule.action == ScmpAction::Notify);
     Ok(Filter {
         program,
-        flags: filter_flags(seccomp)?,
+        flags: filter_flags(seccomp, notify)?,
+        notify,
     })
+}
+
+/// runc's rules for SCMP_ACT_NOTIFY, and the spec's for the listener fields: not the default
+/// action nor on a syscall init needs to hand the listener over ([`NOT_NOTIFIABLE`]), only with
+/// a `listenerPath` to send it to, and no `listenerMetadata` without one.
+fn check_notify(seccomp: &LinuxSeccomp) -> Result<()> {
+    let path = seccomp
+        .listener_path()
+        .as_ref()
+        .filter(|p| !p.as_os_str().is_empty());
+    if seccomp.listener_metadata().is_some() && path.is_none() {
+        return Err(SeccompError::Invalid(
+            "listenerMetadata is set but listenerPath is not".into(),
+        ));
+    }
+    if seccomp.default_action() == LinuxSeccompAction::ScmpActNotify {
+        return Err(SeccompError::Invalid(
+            "SCMP_ACT_NOTIFY cannot be used as default action: init's own syscalls, which hand \
+             the listener to the runtime, would wait for an agent that does not have it yet"
+                .into(),
+        ));
+    }
+    let notified: Vec<_> = seccomp
+        .syscalls()
+        .iter()
+        .flatten()
+        .filter(|syscall| syscall.action() == LinuxSeccompAction::ScmpActNotify)
+        .collect();
+    let mut names = notified.iter().flat_map(|syscall| syscall.names());
+    if let Some(name) = names.find(|name| NOT_NOTIFIABLE.contains(&name.as_str())) {
+        return Err(SeccompError::Invalid(format!(
+            "SCMP_ACT_NOTIFY cannot be used for the {name} syscall: init uses it to hand the \
+             listener to the runtime, before the agent can answer"
+        )));
+    }
+    if !notified.is_empty() && path.is_none() {
+        return Err(SeccompError::Invalid(
+            "SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath, the socket of the agent that \
+             answers the notifications"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Expands the profile into one rule per name, as runc's spec conversion does.
@@ -168,7 +270,7 @@ fn action(action: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpActi
         A::ScmpActTrace => ScmpAction::Trace(ret_data(errno_ret)?),
         A::ScmpActLog => ScmpAction::Log,
         A::ScmpActAllow => ScmpAction::Allow,
-        A::ScmpActNotify => return Err(SeccompError::NotifyUnsupported),
+        A::ScmpActNotify => ScmpAction::Notify,
     })
 }
 
@@ -314,8 +416,27 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>> {
     Ok(program)
 }
 
-/// The seccomp(2) flags of the profile.
-fn filter_flags(seccomp: &LinuxSeccomp) -> Result<u32> {
+/// The seccomp(2) flags of the profile, with those of a listener when it has NOTIFY rules.
+fn filter_flags(seccomp: &LinuxSeccomp, notify: bool) -> Result<u32> {
+    let bits = spec_flags(seccomp)?;
+    if !notify {
+        // Killable waits only concern a listener; libseccomp drops the flag without one too.
+        return Ok(bits & !(libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV as u32));
+    }
+    let bits = listener_flags(bits);
+    match kernel_flag(bits) {
+        Some(false) => Err(SeccompError::Unsupported {
+            what: format!("SCMP_ACT_NOTIFY with seccomp flags {bits:#x}"),
+            reason: "the kernel refuses this combination (user notification needs Linux 5.0, \
+                     with TSYNC 5.7)"
+                .into(),
+        }),
+        _ => Ok(bits),
+    }
+}
+
+/// The flags the profile names.
+fn spec_flags(seccomp: &LinuxSeccomp) -> Result<u32> {
     let Some(flags) = seccomp.flags() else {
         // runc: with no flags at all (not even an empty list), SPEC_ALLOW where the kernel has it,
         // so that containers do not pay for the Speculative Store Bypass mitigation.
@@ -334,19 +455,22 @@ fn filter_flags(seccomp: &LinuxSeccomp) -> Result<u32> {
 /// The bit of one flag, refused early when the kernel says it does not know it.
 fn flag_bit(flag: LinuxSeccompFilterFlag) -> Result<u32> {
     use LinuxSeccompFilterFlag as F;
-    let bit = match flag {
-        F::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,
-        F::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
-        F::SeccompFilterFlagSpecAllow => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
-        // It only means something for a notify listener.
-        F::SeccompFilterFlagWaitKillableRecv => return Err(SeccompError::NotifyUnsupported),
-    } as u32;
-    match kernel_flag(bit) {
+    let (bit, probe) = match flag {
+        F::SeccompFilterFlagTsync => (libc::SECCOMP_FILTER_FLAG_TSYNC, 0),
+        F::SeccompFilterFlagLog => (libc::SECCOMP_FILTER_FLAG_LOG, 0),
+        F::SeccompFilterFlagSpecAllow => (libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW, 0),
+        // The kernel refuses it without a listener, so it is probed with one.
+        F::SeccompFilterFlagWaitKillableRecv => (
+            libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+        ),
+    };
+    match kernel_flag((bit | probe) as u32) {
         Some(false) => Err(SeccompError::Unsupported {
             what: format!("seccomp flag {flag}"),
             reason: "the kernel does not know it".into(),
         }),
-        _ => Ok(bit),
+        _ => Ok(bit as u32),
     }
 }
 
@@ -401,9 +525,10 @@ fn instructions(program: &[u8]) -> Result<Vec<libc::sock_filter>> {
     Ok(insns.collect())
 }
 
-/// seccomp(SECCOMP_SET_MODE_FILTER, flags, prog).
+/// seccomp(SECCOMP_SET_MODE_FILTER, flags, prog): its return value, the listener fd when
+/// `listener` (NEW_LISTENER is among the flags).
 #[allow(unsafe_code)]
-fn install(prog: &libc::sock_fprog, flags: u32) -> Result<()> {
+fn install(prog: &libc::sock_fprog, flags: u32, listener: bool) -> Result<libc::c_long> {
     let prog: *const libc::sock_fprog = prog;
     // SAFETY: `prog` points to `len` initialized instructions that outlive the call; the kernel
     // copies them and keeps no pointer.
@@ -416,10 +541,19 @@ fn install(prog: &libc::sock_fprog, flags: u32) -> Result<()> {
         )
     };
     match ret {
-        0 => Ok(()),
         -1 => Err(load_error(Errno::last())),
+        fd if listener => Ok(fd),
+        0 => Ok(0),
         tid => Err(SeccompError::Tsync(tid)),
     }
+}
+
+/// Takes ownership of the listener fd seccomp(2) just returned.
+#[allow(unsafe_code)]
+fn take_listener(fd: RawFd) -> OwnedFd {
+    // SAFETY: the kernel has just opened `fd` for this call (close-on-exec); nothing else in the
+    // process knows it, so this is its only owner.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 /// What a seccomp(2) failure means.
@@ -431,6 +565,8 @@ fn load_error(errno: Errno) -> SeccompError {
         Errno::EFAULT => "the program is not readable",
         Errno::ENOSYS => "the kernel has no seccomp filter support",
         Errno::EPERM => "a seccomp filter already on this process forbids seccomp(2)",
+        Errno::EBUSY => "a seccomp filter already on this process has a listener (only one may)",
+        Errno::ESRCH => "another thread of the process could not be synchronized (TSYNC)",
         _ => "seccomp(2) failed",
     };
     SeccompError::Load { errno, reason }

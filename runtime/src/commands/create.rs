@@ -116,6 +116,8 @@ fn build(root: &Path, args: &CreateArgs, bundle: Bundle, undo: &mut Undo) -> Res
     let uid_maps = linux.uid_mappings().clone().unwrap_or_default();
     let gid_maps = linux.gid_mappings().clone().unwrap_or_default();
     namespaces::check_mappings(&plan, &uid_maps, &gid_maps)?;
+    let idmapped = crate::mounts::prepare_idmapped_mounts(&spec, &bundle_dir)
+        .map_err(crate::rootfs::RootfsError::from)?;
     let filter = match linux.seccomp() {
         Some(s) => Some(seccomp::compile(s, Some(&root.join(".seccomp-cache")))?),
         None => None,
@@ -162,6 +164,7 @@ fn build(root: &Path, args: &CreateArgs, bundle: Bundle, undo: &mut Undo) -> Res
         seccomp: filter,
         runtime_hooks,
         cgroup_task_files: task_files.clone(),
+        idmapped_mounts: idmapped.iter().map(|(i, _)| *i).collect(),
     };
     let (parent, child_end) = channel::pair()?;
     let mut stage1 = launch::spawn_init(&child_end, args.preserve_fds, Some(&state.bundle))?;
@@ -172,8 +175,11 @@ fn build(root: &Path, args: &CreateArgs, bundle: Bundle, undo: &mut Undo) -> Res
     if let (Some(cg), true) = (undo.cgroup.as_mut(), task_files.is_empty()) {
         cg.add_process(pid)?;
     }
-    parent.send_with_fds(&Message::Config(Box::new(config)), &[fifo.as_raw_fd()])?;
+    let mut fds: Vec<_> = idmapped.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+    fds.push(fifo.as_raw_fd());
+    parent.send_with_fds(&Message::Config(Box::new(config)), &fds)?;
     drop(fifo);
+    drop(idmapped);
     let console = drive_init(&parent, &mut stage1, &mut state, undo, &uid_maps, &gid_maps)?;
     if let (Some(cg), (_, Some(devices))) =
         (&undo.cgroup, resources::split(linux.resources().as_ref()))
@@ -246,6 +252,18 @@ fn drive_init(
                 ch.send(&Message::HooksDone)?;
             }
             Message::Console => console = fds.pop(),
+            Message::SeccompListener => {
+                let listener = fds.pop().ok_or_else(|| {
+                    Error::ContainerInit("seccomp listener message without its fd".into())
+                })?;
+                let profile = state
+                    .spec
+                    .linux()
+                    .as_ref()
+                    .and_then(|l| l.seccomp().as_ref());
+                let oci_state = state::oci_state_json(state, Status::Creating);
+                seccomp::notify_agent(profile, &listener, state.pid, oci_state)?;
+            }
             Message::Ready => return Ok(console),
             Message::Error(e) => return Err(Error::ContainerInit(e)),
             other => {

@@ -111,7 +111,7 @@ fn launch_process(
         cg.add_process(stage1.id() as i32)?;
     }
     parent.send(&Message::Exec(Box::new(config)))?;
-    let launched = drive(&parent, &mut stage1, &mut guard)?;
+    let launched = drive(&parent, &mut stage1, &mut guard, st)?;
     guard.0 = None;
     Ok(launched)
 }
@@ -128,14 +128,25 @@ impl Drop for KillOnError {
 }
 
 /// Answers init until the process has both reported its pid (from init's first stage) and
-/// readiness (from the second): the two stages write independently, in either order.
+/// readiness (from the second): the two stages write independently, in either order. A seccomp
+/// listener (sent before readiness) goes to the agent once the pid is known.
 fn drive(
     ch: &Channel,
     stage1: &mut Child,
     guard: &mut KillOnError,
+    st: &ContainerState,
 ) -> Result<(i32, Option<OwnedFd>)> {
     let (mut pid, mut master, mut ready) = (None, None, false);
+    let mut listener = None;
     loop {
+        // Taken only with the pid known: a listener that comes first waits for it.
+        if let (Some(pid), true) = (pid, listener.is_some()) {
+            if let Some(fd) = listener.take() {
+                let profile = st.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+                let oci_state = crate::state::oci_state_json(st, Status::Running);
+                seccomp::notify_agent(profile, &fd, pid, oci_state)?;
+            }
+        }
         if let (Some(pid), true) = (pid, ready) {
             return Ok((pid, master));
         }
@@ -155,6 +166,7 @@ fn drive(
                 pid = Some(p);
             }
             Message::Console => master = fds.pop(),
+            Message::SeccompListener => listener = fds.pop(),
             Message::Ready => ready = true,
             Message::Error(e) => return Err(Error::ContainerInit(e)),
             other => {

@@ -39,8 +39,9 @@ const HOOKS: [&str; 6] = [
 ];
 
 /// The mount options `mounts::options` recognizes as flags, propagation or recursive
-/// attributes; anything else is passed to the filesystem. `idmap`, `ridmap` and `tmpcopyup` are
-/// refused, so they are not listed.
+/// attributes; anything else is passed to the filesystem. `tmpcopyup` is refused, so it is not
+/// listed; nor are `idmap` and `ridmap`, which runc does not list either (they are announced by
+/// `mountExtensions.idmap`).
 const MOUNT_OPTIONS: [&str; 61] = [
     // mount(2) flags, set and cleared.
     "acl",
@@ -120,14 +121,16 @@ const NAMESPACES: [LinuxNamespaceType; 8] = [
     LinuxNamespaceType::Uts,
 ];
 
-/// The seccomp actions `seccomp::compile` translates (SCMP_ACT_NOTIFY needs an agent: refused).
-const SECCOMP_ACTIONS: [LinuxSeccompAction; 8] = [
+/// The seccomp actions `seccomp::compile` translates (NOTIFY as a rule's action, with an agent
+/// at `listenerPath`; never as the default action).
+const SECCOMP_ACTIONS: [LinuxSeccompAction; 9] = [
     LinuxSeccompAction::ScmpActAllow,
     LinuxSeccompAction::ScmpActErrno,
     LinuxSeccompAction::ScmpActKill,
     LinuxSeccompAction::ScmpActKillProcess,
     LinuxSeccompAction::ScmpActKillThread,
     LinuxSeccompAction::ScmpActLog,
+    LinuxSeccompAction::ScmpActNotify,
     LinuxSeccompAction::ScmpActTrace,
     LinuxSeccompAction::ScmpActTrap,
 ];
@@ -144,10 +147,11 @@ const SECCOMP_OPERATORS: [&str; 7] = [
 ];
 
 /// The filter flags `seccomp::compile` knows (WAIT_KILLABLE_RECV only matters with notify).
-const SECCOMP_FLAGS: [LinuxSeccompFilterFlag; 3] = [
+const SECCOMP_FLAGS: [LinuxSeccompFilterFlag; 4] = [
     LinuxSeccompFilterFlag::SeccompFilterFlagTsync,
     LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow,
     LinuxSeccompFilterFlag::SeccompFilterFlagLog,
+    LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv,
 ];
 
 /// The architectures a profile may name, as the spec spells them.
@@ -241,7 +245,7 @@ fn linux() -> Result<LinuxFeature> {
             MountExtensionsBuilder::default()
                 .idmap(
                     IDMapBuilder::default()
-                        .enabled(false)
+                        .enabled(true)
                         .build()
                         .map_err(spec_err)?,
                 )
@@ -360,7 +364,7 @@ mod tests {
         assert_eq!(doc["hooks"].as_array().map(Vec::len), Some(6));
         assert_eq!(doc["linux"]["namespaces"][0], "cgroup");
         assert_eq!(doc["linux"]["cgroup"]["systemd"], false);
-        assert_eq!(doc["linux"]["mountExtensions"]["idmap"]["enabled"], false);
+        assert_eq!(doc["linux"]["mountExtensions"]["idmap"]["enabled"], true);
         assert!(doc["linux"].get("memoryPolicy").is_none());
         let caps = doc["linux"]["capabilities"].as_array().expect("caps");
         assert_eq!(caps[0], "CAP_CHOWN");
@@ -385,14 +389,21 @@ mod tests {
             MOUNT_OPTIONS.len(),
             "repeated option"
         );
-        assert!(crate::mounts::parse_options(&["idmap"]).is_err());
+        assert!(crate::mounts::parse_options(&["tmpcopyup"]).is_err());
     }
 
     #[test]
     fn every_listed_seccomp_action_compiles() {
         for action in SECCOMP_ACTIONS {
+            let rule = oci_spec::runtime::LinuxSyscallBuilder::default()
+                .names(vec!["getpid".to_string()])
+                .action(action)
+                .build()
+                .expect("rule");
             let profile = LinuxSeccompBuilder::default()
-                .default_action(action)
+                .default_action(LinuxSeccompAction::ScmpActAllow)
+                .syscalls(vec![rule])
+                .listener_path("/run/agent.sock")
                 .build()
                 .expect("profile");
             let compiled = crate::seccomp::compile(&profile, None);

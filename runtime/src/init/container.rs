@@ -20,6 +20,7 @@ pub(super) fn run(
     config: &InitConfig,
     plan: &Plan,
     fifo: OwnedFd,
+    idmapped: Vec<(usize, OwnedFd)>,
 ) -> Result<std::convert::Infallible> {
     let Message::HostPid(pid) = channel.expect("HostPid").map_err(chan("host pid"))? else {
         return Err(step("host pid")("unexpected message"));
@@ -31,7 +32,7 @@ pub(super) fn run(
     if plan.new.contains(CloneFlags::CLONE_NEWNET) {
         network::loopback_up().map_err(step("loopback"))?;
     }
-    prepare_rootfs(config, plan)?;
+    prepare_rootfs(config, plan, idmapped)?;
     run_runtime_hooks(channel, config)?;
     let container_hooks = |h: &oci_spec::runtime::Hooks| h.create_container().clone();
     run_container_hooks(
@@ -68,13 +69,13 @@ pub(super) fn run(
     result
 }
 
-fn prepare_rootfs(config: &InitConfig, plan: &Plan) -> Result<()> {
+fn prepare_rootfs(config: &InitConfig, plan: &Plan, idmapped: Vec<(usize, OwnedFd)>) -> Result<()> {
     if !plan.has(CloneFlags::CLONE_NEWNS) {
         return Err(step("rootfs")(
             "a mount namespace is required in linux.namespaces",
         ));
     }
-    rootfs::prepare(&config.spec, &config.rootfs).map_err(step("rootfs"))
+    rootfs::prepare(&config.spec, &config.rootfs, idmapped).map_err(step("rootfs"))
 }
 
 /// prestart and createRuntime hooks run in the runtime's namespaces: the parent runs them.

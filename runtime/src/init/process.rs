@@ -45,7 +45,7 @@ pub(super) fn prepare(channel: &Channel, setup: &ProcessSetup) -> Result<Prepare
     join_session_keyring(setup.keyring)?;
     if !no_new_privs(process) {
         // Without no_new_privs loading a filter needs CAP_SYS_ADMIN: before dropping caps.
-        load_seccomp(setup.seccomp)?;
+        load_seccomp(channel, setup.seccomp)?;
     }
     close_leaked_fds(setup.preserve_fds)?;
     finalize_user(process)?;
@@ -54,14 +54,21 @@ pub(super) fn prepare(channel: &Channel, setup: &ProcessSetup) -> Result<Prepare
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
     if no_new_privs(process) {
         set_no_new_privs()?;
+        // A listener must reach the parent while it still listens, before `Ready`.
+        if has_listener(setup) {
+            load_seccomp(channel, setup.seccomp)?;
+        }
     }
     prepare_exec(process)
 }
 
-/// Loads the seccomp filter as late as possible (with no_new_privs) and execs.
+/// Loads the seccomp filter as late as possible (with no_new_privs; one with a listener was
+/// loaded in `prepare`) and execs.
 pub(super) fn exec(setup: &ProcessSetup, prepared: Prepared) -> Result<std::convert::Infallible> {
-    if no_new_privs(setup.process) {
-        load_seccomp(setup.seccomp)?;
+    if no_new_privs(setup.process) && !has_listener(setup) {
+        if let Some(filter) = setup.seccomp {
+            seccomp::load(filter).map_err(step("seccomp"))?;
+        }
     }
     nix::unistd::execve(&prepared.exe, &prepared.argv, &prepared.envp).map_err(step("exec"))
 }
@@ -124,11 +131,26 @@ fn keyctl_join(name: &CString) -> nix::Result<()> {
     nix::Error::result(r).map(drop)
 }
 
-fn load_seccomp(filter: Option<&Filter>) -> Result<()> {
-    match filter {
-        Some(filter) => seccomp::load(filter).map_err(step("seccomp")),
-        None => Ok(()),
+/// Whether the filter has SCMP_ACT_NOTIFY rules, whose listener goes to the parent.
+fn has_listener(setup: &ProcessSetup) -> bool {
+    setup.seccomp.is_some_and(|filter| filter.notify)
+}
+
+/// Loads the filter and hands its listener, if any, to the parent at once: until the agent has
+/// it, a notified syscall of this process would wait forever. Only sendmsg runs in between
+/// (`seccomp::compile` refuses to notify it).
+fn load_seccomp(channel: &Channel, filter: Option<&Filter>) -> Result<()> {
+    let Some(filter) = filter else {
+        return Ok(());
+    };
+    if let Some(listener) = seccomp::load(filter).map_err(step("seccomp"))? {
+        // The listener is closed right after: the container must not hold it (close-on-exec
+        // would do, but a preserved fd number could clear that).
+        channel
+            .send_with_fds(&Message::SeccompListener, &[listener.as_raw_fd()])
+            .map_err(chan("seccomp listener"))?;
     }
+    Ok(())
 }
 
 /// Marks every fd above the preserved ones close-on-exec, so none of the runtime's reaches the

@@ -25,6 +25,7 @@ pub(super) fn bind_source(dest: &Path, source: Option<&Path>) -> Result<PathBuf>
     std::path::absolute(src).map_err(|e| source_error(dest, src, e))
 }
 
+/// A bind mount of the host path `src` (`rbind` with `MS_REC`), then its flags.
 pub(super) fn mount_bind(
     ctx: &MountContext<'_>,
     dest: &Path,
@@ -32,25 +33,38 @@ pub(super) fn mount_bind(
     opts: &MountOptions,
 ) -> Result<()> {
     let meta = fs::metadata(src).map_err(|e| source_error(dest, src, e))?;
-    let fd = open_dest(
-        ctx,
-        dest,
-        if meta.is_dir() {
-            Create::Dir
-        } else {
-            Create::File
-        },
-    )?;
+    let fd = open_dest(ctx, dest, mount_point_kind(meta.is_dir()))?;
     check_proc_destination(ctx, dest, &fd, "bind", Some(src))?;
     let bind = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
     let show = src.to_string_lossy();
     mount_at(Some(src), &fd, None, bind, None).map_err(|e| syscall(dest, &show, "bind", e))?;
-    let fd = reopen(ctx, dest, &fd)?;
+    finish_bind(ctx, dest, src, &fd, opts)
+}
+
+/// What to create at the destination of a bind of a directory (`is_dir`) or of anything else.
+pub(super) fn mount_point_kind(is_dir: bool) -> Create {
+    if is_dir {
+        Create::Dir
+    } else {
+        Create::File
+    }
+}
+
+/// The steps after a bind (or a move of a prepared tree) onto the destination `before` held:
+/// the entry's flags, propagation and recursive attributes, applied to the new mount.
+pub(super) fn finish_bind(
+    ctx: &MountContext<'_>,
+    dest: &Path,
+    src: &Path,
+    before: &OwnedFd,
+    opts: &MountOptions,
+) -> Result<()> {
+    let fd = reopen(ctx, dest, before)?;
     let plain = MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT;
     if !(opts.flags - plain).is_empty() || !opts.cleared.is_empty() {
         remount_bind(dest, src, &fd, opts)?;
     }
-    set_propagation_and_attrs(dest, &show, &fd, opts)
+    set_propagation_and_attrs(dest, &src.to_string_lossy(), &fd, opts)
 }
 
 /// The second step of a bind mount, which applies its flags (the first ignores them), keeping

@@ -1,5 +1,6 @@
 //! The `options` of a mount entry, parsed as runc parses them: `MS_*` flags set or cleared,
-//! propagation changes, recursive `MOUNT_ATTR_*` attributes, and filesystem data.
+//! propagation changes, recursive `MOUNT_ATTR_*` attributes, `idmap`/`ridmap`, and filesystem
+//! data.
 
 use nix::mount::MsFlags;
 
@@ -19,6 +20,16 @@ const MOUNT_ATTR_NOATIME: u64 = 0x10;
 const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
 const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
 const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x20_0000;
+pub(crate) const MOUNT_ATTR_IDMAP: u64 = 0x10_0000;
+
+/// Which mounts of a bind the `idmap`/`ridmap` option idmaps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdmapOption {
+    /// `idmap`: the top mount only (the mounts an `rbind` brings along keep their ids).
+    Top,
+    /// `ridmap`: every mount of the bind.
+    Recursive,
+}
 
 /// The parsed `options` of one mount entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +44,8 @@ pub struct MountOptions {
     pub attr_set: u64,
     /// `MOUNT_ATTR_*` bits to clear recursively.
     pub attr_clr: u64,
+    /// `idmap` or `ridmap` (the last one given wins, as in runc).
+    pub idmap: Option<IdmapOption>,
     /// Filesystem-specific options, comma-separated, for mount(2)'s data.
     pub data: String,
 }
@@ -45,6 +58,7 @@ impl Default for MountOptions {
             propagation: Vec::new(),
             attr_set: 0,
             attr_clr: 0,
+            idmap: None,
             data: String::new(),
         }
     }
@@ -57,6 +71,7 @@ enum Opt {
     Propagation(MsFlags),
     AttrSet(u64),
     AttrClear(u64),
+    Idmap(IdmapOption),
     Ignore,
     Unsupported,
     Data,
@@ -127,7 +142,9 @@ fn classify(option: &str) -> Opt {
         "rnostrictatime" => AttrClear(MOUNT_ATTR_STRICTATIME),
         "rnosymfollow" => AttrSet(MOUNT_ATTR_NOSYMFOLLOW),
         "rsymfollow" => AttrClear(MOUNT_ATTR_NOSYMFOLLOW),
-        "idmap" | "ridmap" | "tmpcopyup" => Unsupported,
+        "idmap" => Idmap(IdmapOption::Top),
+        "ridmap" => Idmap(IdmapOption::Recursive),
+        "tmpcopyup" => Unsupported,
         _ => Data,
     }
 }
@@ -156,6 +173,7 @@ pub fn parse_options<S: AsRef<str>>(options: &[S]) -> Result<MountOptions> {
                 }
             }
             Opt::AttrClear(a) => opts.attr_clr |= a,
+            Opt::Idmap(scope) => opts.idmap = Some(scope),
             Opt::Ignore => {}
             Opt::Unsupported => return Err(MountError::UnsupportedOption(option.to_string())),
             Opt::Data => data.push(option),
@@ -313,9 +331,20 @@ mod tests {
 
     #[test]
     fn unsupported_options_are_refused() {
-        for option in ["idmap", "ridmap", "tmpcopyup"] {
-            let err = parse_options(&[option]).expect_err(option);
-            assert!(err.to_string().contains(option));
-        }
+        let err = parse_options(&["tmpcopyup"]).expect_err("tmpcopyup");
+        assert!(err.to_string().contains("tmpcopyup"));
+    }
+
+    #[test]
+    fn idmap_options_last_one_wins() {
+        assert_eq!(parse(&["bind"]).idmap, None);
+        assert_eq!(parse(&["bind", "idmap"]).idmap, Some(IdmapOption::Top));
+        assert_eq!(
+            parse(&["rbind", "ridmap"]).idmap,
+            Some(IdmapOption::Recursive)
+        );
+        let o = parse(&["ridmap", "idmap"]);
+        assert_eq!(o.idmap, Some(IdmapOption::Top));
+        assert_eq!((o.data.as_str(), o.flags), ("", MsFlags::empty()));
     }
 }

@@ -3,13 +3,19 @@
 
 use std::cell::Cell;
 use std::fs;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use libc::c_long;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{kill, Signal};
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use serde_json::json;
@@ -78,21 +84,191 @@ fn actions_translate_like_runc() {
     );
 }
 
+/// A profile that notifies `names` to an agent (that is never asked: nothing is sent here).
+fn notify_rule(names: &[&str]) -> LinuxSeccomp {
+    profile(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": "/run/keel-test-agent.sock",
+        "syscalls": [{ "names": names, "action": "SCMP_ACT_NOTIFY" }],
+    }))
+}
+
+const NEW_LISTENER: u32 = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32;
+const TSYNC: u32 = libc::SECCOMP_FILTER_FLAG_TSYNC as u32;
+const TSYNC_ESRCH: u32 = libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH as u32;
+const WAIT_KILLABLE_RECV: u32 = libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV as u32;
+
+/// Whether the program has a `ret SECCOMP_RET_USER_NOTIF`.
+fn returns_user_notif(program: &[u8]) -> bool {
+    let ret_k = (libc::BPF_RET | libc::BPF_K) as u16;
+    instructions(program)
+        .unwrap()
+        .iter()
+        .any(|insn| insn.code == ret_k && insn.k == libc::SECCOMP_RET_USER_NOTIF)
+}
+
 #[test]
-fn notify_is_not_supported_yet() {
-    let as_default = profile(json!({ "defaultAction": "SCMP_ACT_NOTIFY" }));
-    let in_rule = one_rule(&["getppid"], "SCMP_ACT_NOTIFY", None);
-    let wait_killable = profile(json!({
-        "defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
-    }));
-    for spec in [as_default, in_rule, wait_killable] {
-        let err = compile(&spec, None).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("seccomp notify is not supported yet"),
-            "{err}"
-        );
+fn notify_rule_compiles_to_a_listener_filter() {
+    assert_eq!(
+        action(LinuxSeccompAction::ScmpActNotify, None).unwrap(),
+        ScmpAction::Notify
+    );
+    let filter = compile(&notify_rule(&["getppid"]), None).unwrap();
+    assert!(filter.notify);
+    assert_eq!(
+        filter.flags & NEW_LISTENER,
+        NEW_LISTENER,
+        "{:#x}",
+        filter.flags
+    );
+    assert!(returns_user_notif(&filter.program));
+
+    let plain = compile(&one_rule(&["getppid"], "SCMP_ACT_ERRNO", None), None).unwrap();
+    assert!(!plain.notify);
+    assert_eq!(plain.flags & NEW_LISTENER, 0);
+    assert!(!returns_user_notif(&plain.program));
+}
+
+#[test]
+fn notify_is_refused_where_runc_refuses_it() {
+    let cases = [
+        (
+            json!({ "defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/a.sock" }),
+            "cannot be used as default action",
+        ),
+        (
+            json!({ "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/a.sock",
+                    "syscalls": [{ "names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY" }] }),
+            "cannot be used for the write syscall",
+        ),
+        (
+            json!({ "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/a.sock",
+                    "syscalls": [{ "names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY" }] }),
+            "cannot be used for the sendmsg syscall",
+        ),
+        (
+            json!({ "defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{ "names": ["mkdir"], "action": "SCMP_ACT_NOTIFY" }] }),
+            "needs linux.seccomp.listenerPath",
+        ),
+        (
+            json!({ "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "",
+                    "syscalls": [{ "names": ["mkdir"], "action": "SCMP_ACT_NOTIFY" }] }),
+            "needs linux.seccomp.listenerPath",
+        ),
+        (
+            json!({ "defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "m" }),
+            "listenerMetadata is set but listenerPath is not",
+        ),
+    ];
+    let cache = tempfile::tempdir().unwrap();
+    for (spec, message) in cases {
+        for dir in [None, Some(cache.path())] {
+            let err = compile(&profile(spec.clone()), dir).unwrap_err();
+            assert!(
+                matches!(err, SeccompError::Invalid(_)) && err.to_string().contains(message),
+                "{spec}: {err}"
+            );
+        }
     }
+    // Write is only refused as a notified syscall: other actions on it are fine.
+    compile(&one_rule(&["write"], "SCMP_ACT_LOG", None), None).unwrap();
+}
+
+#[test]
+fn listener_path_without_notify_is_ignored() {
+    let spec = profile(json!({
+        "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/a.sock", "listenerMetadata": "m",
+        "syscalls": [{ "names": ["getppid"], "action": "SCMP_ACT_ERRNO" }],
+    }));
+    let filter = compile(&spec, None).unwrap();
+    assert!(!filter.notify);
+    assert_eq!(
+        filter,
+        compile(&one_rule(&["getppid"], "SCMP_ACT_ERRNO", None), None).unwrap()
+    );
+}
+
+#[test]
+fn notify_flags_follow_the_kernel_rules() {
+    let with_flags = |flags: serde_json::Value| {
+        let mut spec = notify_rule(&["getppid"]);
+        spec.set_flags(serde_json::from_value(flags).unwrap());
+        compile(&spec, None)
+    };
+    let tsync = with_flags(json!(["SECCOMP_FILTER_FLAG_TSYNC"])).unwrap();
+    assert_eq!(
+        tsync.flags,
+        TSYNC | TSYNC_ESRCH | NEW_LISTENER,
+        "TSYNC with a listener needs TSYNC_ESRCH"
+    );
+    assert_eq!(with_flags(json!([])).unwrap().flags, NEW_LISTENER);
+
+    let killable = json!(["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]);
+    let without_notify = compile(
+        &profile(json!({ "defaultAction": "SCMP_ACT_ALLOW", "flags": killable })),
+        None,
+    );
+    if kernel_flag(WAIT_KILLABLE_RECV | NEW_LISTENER) == Some(false) {
+        // Linux before 5.19: refused with or without a listener.
+        assert!(matches!(
+            without_notify,
+            Err(SeccompError::Unsupported { .. })
+        ));
+        return;
+    }
+    assert_eq!(
+        without_notify.unwrap().flags & WAIT_KILLABLE_RECV,
+        0,
+        "dropped without a listener, as libseccomp does"
+    );
+    assert_eq!(
+        with_flags(killable).unwrap().flags,
+        WAIT_KILLABLE_RECV | NEW_LISTENER
+    );
+}
+
+#[test]
+fn load_asks_for_a_listener_exactly_for_notify_filters() {
+    let filter = |flags, notify| Filter {
+        program: Vec::new(),
+        flags,
+        notify,
+    };
+    assert_eq!(load_flags(&filter(4, true)).unwrap(), 4 | NEW_LISTENER);
+    assert_eq!(
+        load_flags(&filter(TSYNC, true)).unwrap(),
+        TSYNC | TSYNC_ESRCH | NEW_LISTENER
+    );
+    assert_eq!(load_flags(&filter(4, false)).unwrap(), 4);
+    // A listener nobody would take: refused before seccomp(2).
+    let err = load(&filter(NEW_LISTENER, false)).unwrap_err();
+    assert!(matches!(err, SeccompError::BadProgram(_)), "{err}");
+}
+
+#[test]
+fn filter_without_notify_field_deserializes() {
+    let old: Filter = serde_json::from_value(json!({ "program": [1, 2], "flags": 4 })).unwrap();
+    assert!(!old.notify);
+}
+
+#[test]
+fn notify_filter_is_cached_with_its_listener_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = notify_rule(&["getppid"]);
+    let before = compilations();
+    let first = compile(&spec, Some(dir.path())).unwrap();
+    let mut elsewhere = spec.clone();
+    elsewhere.set_listener_path(Some("/run/another-agent.sock".into()));
+    elsewhere.set_listener_metadata(Some("meta".into()));
+    let second = compile(&elsewhere, Some(dir.path())).unwrap();
+    assert_eq!(
+        compilations(),
+        before + 1,
+        "the listener's path does not change the program"
+    );
+    assert_eq!(second, first);
+    assert!(second.notify);
 }
 
 #[test]
@@ -280,7 +456,12 @@ fn load_refuses_programs_the_kernel_would_refuse() {
     let bad = [vec![], vec![0; 12], vec![0; (MAX_INSNS + 1) * INSN_SIZE]];
     for program in bad {
         let len = program.len();
-        let err = load(&Filter { program, flags: 0 }).unwrap_err();
+        let err = load(&Filter {
+            program,
+            flags: 0,
+            notify: false,
+        })
+        .unwrap_err();
         assert!(
             matches!(err, SeccompError::BadProgram(_)),
             "{len} bytes: {err}"
@@ -586,4 +767,212 @@ fn newer_syscalls_get_enosys_older_ones_the_default() {
             &format!("first failed case, architectures {archs}"),
         );
     }
+}
+
+// --- Notify: a listener in the child, an agent in the parent --------------------------------
+
+/// Exit codes of a notify child that failed before its check.
+const CHILD_NO_LISTENER: i32 = 94;
+const CHILD_LISTENER_INHERITABLE: i32 = 95;
+const CHILD_NO_SEND: i32 = 96;
+
+/// What the agent answers to one notification.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// The syscall returns this value.
+    Value(i64),
+    /// The syscall fails with this errno.
+    Errno(i32),
+}
+
+/// Runs `check` in a forked child under the notify `filter`; the child sends its listener
+/// over a socketpair right after loading, and the parent answers the child's notifications with
+/// `answers`, in order. Returns the child's status and the syscall numbers the parent saw.
+#[allow(unsafe_code)]
+fn in_notify_child(
+    filter: &Filter,
+    check: fn() -> i32,
+    answers: &[Answer],
+) -> (WaitStatus, Vec<i32>) {
+    let (parent_end, child_end) = UnixStream::pair().expect("socketpair");
+    // SAFETY: as in `in_child`: the child makes syscalls, allocates a little, and `_exit`s.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            drop(parent_end);
+            let code = std::panic::catch_unwind(|| notify_child(filter, &child_end, check))
+                .unwrap_or(CHILD_PANICKED);
+            // SAFETY: ends the child at once, without the parent's exit handlers.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(child_end);
+            // No listener: the child failed before sending it, and its exit code says where.
+            let seen = receive_fd(&parent_end)
+                .map(|listener| serve(&listener, answers))
+                .unwrap_or_default();
+            (wait_with_deadline(child), seen)
+        }
+    }
+}
+
+fn notify_child(filter: &Filter, sock: &UnixStream, check: fn() -> i32) -> i32 {
+    nix::unistd::alarm::set(20);
+    if nix::sys::prctl::set_no_new_privs().is_err() {
+        return CHILD_NO_NNP;
+    }
+    let listener = match load(filter) {
+        Ok(Some(listener)) => listener,
+        Ok(None) => return CHILD_NO_LISTENER,
+        Err(_) => return CHILD_NO_LOAD,
+    };
+    let cloexec = fcntl(&listener, FcntlArg::F_GETFD)
+        .is_ok_and(|flags| FdFlag::from_bits_truncate(flags).contains(FdFlag::FD_CLOEXEC));
+    if !cloexec {
+        return CHILD_LISTENER_INHERITABLE;
+    }
+    let fds = [listener.as_raw_fd()];
+    let sent = sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(b"L")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    );
+    if sent.is_err() {
+        return CHILD_NO_SEND;
+    }
+    // The parent holds its own copy now.
+    drop(listener);
+    check()
+}
+
+fn receive_fd(sock: &UnixStream) -> Option<OwnedFd> {
+    let mut byte = [0u8; 1];
+    let mut iov = [IoSliceMut::new(&mut byte)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let flags = MsgFlags::MSG_CMSG_CLOEXEC;
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), flags).ok()?;
+    let fd = msg.cmsgs().ok()?.find_map(|c| match c {
+        ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+        _ => None,
+    })?;
+    Some(take_listener(fd))
+}
+
+/// Answers one notification per answer; returns the syscall number of each one received.
+fn serve(listener: &OwnedFd, answers: &[Answer]) -> Vec<i32> {
+    let mut seen = Vec::new();
+    for answer in answers {
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        let ready = poll(&mut fds, PollTimeout::from(10_000u16)).unwrap_or(0);
+        let readable = fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN));
+        if ready == 0 || !readable {
+            break;
+        }
+        let Ok(request) = notif_recv(listener) else {
+            break;
+        };
+        seen.push(request.data.nr);
+        let (val, error) = match *answer {
+            Answer::Value(val) => (val, 0),
+            Answer::Errno(errno) => (0, -errno),
+        };
+        let response = libc::seccomp_notif_resp {
+            id: request.id,
+            val,
+            error,
+            flags: 0,
+        };
+        if notif_send(listener, &response).is_err() {
+            break;
+        }
+    }
+    seen
+}
+
+/// SECCOMP_IOCTL_NOTIF_RECV: the next notification.
+#[allow(unsafe_code)]
+fn notif_recv(listener: &OwnedFd) -> nix::Result<libc::seccomp_notif> {
+    // SAFETY: seccomp_notif is plain integers; the kernel wants it zeroed and fills it in.
+    let mut request: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: the ioctl writes one seccomp_notif into `request`, which outlives the call.
+    let ret = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_RECV,
+            &mut request,
+        )
+    };
+    Errno::result(ret).map(|_| request)
+}
+
+/// SECCOMP_IOCTL_NOTIF_SEND: the answer to a notification.
+#[allow(unsafe_code)]
+fn notif_send(listener: &OwnedFd, response: &libc::seccomp_notif_resp) -> nix::Result<()> {
+    let response: *const libc::seccomp_notif_resp = response;
+    // SAFETY: the ioctl reads one seccomp_notif_resp from `response`, valid for the call.
+    let ret = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND,
+            response,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// getppid's raw return value and errno (0 when it succeeded).
+#[allow(unsafe_code)]
+fn raw_getppid() -> (c_long, i32) {
+    // SAFETY: getppid takes no arguments and touches no memory.
+    let ret = unsafe { libc::syscall(libc::SYS_getppid) };
+    (ret, if ret == -1 { Errno::last_raw() } else { 0 })
+}
+
+/// 0 when the agent's two answers arrive: the value 4242, then EROFS.
+fn agent_answers() -> i32 {
+    if raw_getppid() != (4242, 0) {
+        return 1;
+    }
+    if raw_getppid() != (-1, libc::EROFS) {
+        return 2;
+    }
+    // Not notified: the real answer.
+    if errno_of(libc::SYS_gettid, 0, 0) != 0 {
+        return 3;
+    }
+    0
+}
+
+#[test]
+fn loaded_notify_filter_hands_out_a_listener_the_agent_answers_on() {
+    let filter = compile(&notify_rule(&["getppid"]), None).unwrap();
+    let answers = [Answer::Value(4242), Answer::Errno(libc::EROFS)];
+    let (status, seen) = in_notify_child(&filter, agent_answers, &answers);
+    expect_exit(status, 0, "first failed answer");
+    let nr = libc::SYS_getppid as i32;
+    assert_eq!(seen, [nr, nr]);
+}
+
+#[test]
+fn notify_with_tsync_loads() {
+    let mut spec = notify_rule(&["getppid"]);
+    spec.set_flags(Some(vec![LinuxSeccompFilterFlag::SeccompFilterFlagTsync]));
+    let filter = compile(&spec, None).unwrap();
+    let answers = [Answer::Value(4242), Answer::Errno(libc::EROFS)];
+    let (status, _) = in_notify_child(&filter, agent_answers, &answers);
+    expect_exit(status, 0, "first failed answer, with TSYNC");
+}
+
+#[test]
+fn notified_syscall_fails_with_enosys_once_the_listener_is_gone() {
+    // `in_child` drops what `load` returns: nobody holds the listener.
+    let filter = compile(&notify_rule(&["getppid"]), None).unwrap();
+    expect_exit(
+        in_child(&filter, getppid_errno),
+        libc::ENOSYS,
+        "no agent: ENOSYS",
+    );
 }
