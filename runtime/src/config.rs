@@ -51,7 +51,13 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
     // oci-spec 0.10 spells two scheduler flags unlike the spec: rewrite before parsing.
     crate::scheduling::normalize_config_json(&mut doc);
     check_capability_names(&doc, &path)?;
-    let spec: Spec = serde_json::from_value(doc).map_err(|e| ConfigError::Invalid {
+    // Parsed from bytes, not from the Value: one deserializer for the whole crate's oci-spec
+    // types keeps ~300 KB of duplicate derive code out of the binary (and of every RSS).
+    let normalized = serde_json::to_vec(&doc).map_err(|e| ConfigError::Invalid {
+        path: path.clone(),
+        msg: e.to_string(),
+    })?;
+    let spec: Spec = serde_json::from_slice(&normalized).map_err(|e| ConfigError::Invalid {
         path: path.clone(),
         msg: e.to_string(),
     })?;

@@ -48,7 +48,9 @@ fn from_file(path: &Path) -> Result<Process> {
     let mut doc: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| err(e.to_string()))?;
     crate::scheduling::normalize_process_json(&mut doc);
-    serde_json::from_value(doc).map_err(|e| err(e.to_string()))
+    // From bytes, as config.rs does: one deserializer per type in the binary.
+    let normalized = serde_json::to_vec(&doc).map_err(|e| err(e.to_string()))?;
+    serde_json::from_slice(&normalized).map_err(|e| err(e.to_string()))
 }
 
 fn from_flags(mut p: Process, args: &ExecArgs) -> Result<Process> {
@@ -136,7 +138,7 @@ fn parse_cap(name: &str) -> Result<Capability> {
     } else {
         format!("CAP_{name}")
     };
-    serde_json::from_value(serde_json::Value::String(full.to_uppercase()))
+    serde_json::from_str(&serde_json::Value::String(full.to_uppercase()).to_string())
         .map_err(|_| ExecProcessError::Capability(name.to_string()))
 }
 
