@@ -13,6 +13,7 @@ pub mod ids;
 pub mod inside;
 pub mod peers;
 pub mod rootfs;
+pub mod running;
 pub mod runtime;
 pub mod seccomp_profile;
 pub mod skip;

@@ -2,7 +2,7 @@
 //! cgroup, capabilities, seccomp filter, rlimits and env; runc's exec flags (`-e`, `--cwd`,
 //! `-u`, `-g`, `--cap`, `--no-new-privs`, `-d`, `--pid-file`, `-t`, `--console-socket`,
 //! `--preserve-fds`, `-p`, `--ignore-paused`); exit status passthrough; no runtime fd or
-//! binary reachable from the exec'ed process; bad input refused with one line and no change.
+//! binary reachable from the exec'ed process. Refusals are in `runtime_exec_bad_input.rs`.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -13,17 +13,15 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use keel_integration_tests::binary::has_runc;
 use keel_integration_tests::checks::{expect_one_line_error, expect_success};
 use keel_integration_tests::config::{from_json, DEFAULT_CAPS};
 use keel_integration_tests::console::{read_until_closed, ConsoleSocket};
-use keel_integration_tests::exec::{exit_code, output_with_timeout, DEFAULT_TIMEOUT};
+use keel_integration_tests::exec::{output_with_timeout, DEFAULT_TIMEOUT};
 use keel_integration_tests::inside::{cap_mask, cap_number, mask_of, status_field, words};
-use keel_integration_tests::{
-    host, require, require_root, unique_id, Bundle, Captured, Config, Runtime,
-};
+use keel_integration_tests::running::{captured, Container, EXIT_CASES};
+use keel_integration_tests::{host, require_root, Config, Runtime};
 use oci_spec::runtime::{Capability, LinuxNamespaceType, LinuxSeccomp, PosixRlimitType};
-use serde_json::{json, Value};
+use serde_json::json;
 use tempfile::TempDir;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -37,108 +35,6 @@ fn ns_script() -> String {
         "for n in {}; do readlink /proc/self/ns/$n; done",
         NAMESPACES.join(" ")
     )
-}
-
-/// A running container whose init ran a script, then sleeps; and the runtime that runs it.
-/// The runtime is dropped first: it kills and deletes the container before the bundle goes.
-struct Container {
-    rt: Runtime,
-    bundle: Bundle,
-    id: String,
-}
-
-impl Container {
-    /// Runs `config` with init `script; touch /tmp/.ready; exec sleep`, under keel.
-    fn start(config: Config, script: &str) -> Result<Self> {
-        Self::start_on(Runtime::keel()?, config, script)
-    }
-
-    /// The same under a given runtime; returns once the script has run.
-    fn start_on(rt: Runtime, config: Config, script: &str) -> Result<Self> {
-        let config = config.sh(&format!("{script}\ntouch /tmp/.ready\nexec sleep 100000"));
-        let bundle = Bundle::new(&config)?;
-        let id = unique_id("exec");
-        expect_success(&rt.run_detached(bundle.path(), &id)?, "run -d")?;
-        let ready = bundle.rootfs().join("tmp/.ready");
-        ensure!(
-            host::wait_until(WAIT, || ready.exists()),
-            "the container's init never got ready"
-        );
-        Ok(Self { rt, bundle, id })
-    }
-
-    /// A container that only sleeps.
-    fn sleeping(config: Config) -> Result<Self> {
-        Self::start(config, ":")
-    }
-
-    fn init_pid(&self) -> Result<i32> {
-        self.rt.pid(&self.id)
-    }
-
-    /// `exec <flags...> <id> <cmd...>` (no `--`: runc would take it as the command).
-    fn exec(&self, flags: &[&str], cmd: &[&str]) -> Result<Output> {
-        let mut args = vec!["exec"];
-        args.extend_from_slice(flags);
-        args.push(&self.id);
-        args.extend_from_slice(cmd);
-        self.rt.exec(&args)
-    }
-
-    /// `exec <flags...> <id> sh -c <script>`, decoded.
-    fn sh(&self, flags: &[&str], script: &str) -> Result<Captured> {
-        Ok(captured(self.exec(flags, &["sh", "-c", script])?))
-    }
-
-    /// The stdout of `exec <flags...> <id> sh -c <script>`; an error unless it exits 0.
-    fn sh_ok(&self, flags: &[&str], script: &str) -> Result<String> {
-        Ok(self.sh(flags, script)?.success()?.stdout)
-    }
-
-    /// A file the container wrote in its rootfs (a plain directory), read from the host.
-    fn file(&self, path: &str) -> Result<String> {
-        let p = self.bundle.rootfs().join(path.trim_start_matches('/'));
-        fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
-    }
-
-    /// What must not change when an exec is refused: the state and the container's processes.
-    fn snapshot(&self) -> Result<(Value, Vec<i32>)> {
-        let state = self.rt.state_json(&self.id)?;
-        Ok((state, pids_in_pid_ns_of(self.init_pid()?)?))
-    }
-
-    /// Asserts the snapshot comes back to `before` (a refused process may take a moment to go).
-    fn expect_unchanged(&self, before: &(Value, Vec<i32>)) -> Result<()> {
-        let same = host::wait_until(Duration::from_secs(5), || {
-            self.snapshot().is_ok_and(|now| &now == before)
-        });
-        let now = self.snapshot()?;
-        ensure!(
-            same,
-            "the container changed:\nbefore {before:?}\nafter  {now:?}"
-        );
-        Ok(())
-    }
-}
-
-fn captured(out: Output) -> Captured {
-    Captured {
-        status: exit_code(&out.status),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// The live host pids in the pid namespace of `pid`, sorted.
-fn pids_in_pid_ns_of(pid: i32) -> Result<Vec<i32>> {
-    let ns = host::namespace_of(pid, "pid")?;
-    let mut pids: Vec<i32> = fs::read_dir("/proc")?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-        .filter(|&p| host::pid_alive(p) && host::namespace_of(p, "pid").is_ok_and(|n| n == ns))
-        .collect();
-    pids.sort_unstable();
-    Ok(pids)
 }
 
 /// `/proc/self/status` of `exec cat`.
@@ -420,15 +316,6 @@ fn exec_no_new_privs() -> Result<()> {
     assert_eq!(status_field(&status, "NoNewPrivs"), Some("1"), "{status}");
     Ok(())
 }
-
-/// Scripts and the exit status `exec` must return for each: the process's, or 128 + signal.
-const EXIT_CASES: [(&str, i32); 5] = [
-    ("exit 0", 0),
-    ("exit 5", 5),
-    ("false", 1),
-    ("kill -9 $$", 137),
-    ("kill -TERM $$", 143),
-];
 
 #[test]
 fn exec_passes_the_exit_status_through() -> Result<()> {
@@ -819,171 +706,5 @@ fn exec_into_a_paused_container() -> Result<()> {
     expect_success(&out, "exec --ignore-paused")?;
     assert_eq!(c.file("/tmp/ignored")?, "ran\n");
     assert_eq!(c.rt.status(&c.id)?, "running");
-    Ok(())
-}
-
-// ---- bad input: one line on stderr, exit status 1, nothing changed ----
-
-/// `exec <flags> <id> <cmd>` into a sleeping container is refused with one line mentioning
-/// `needles`, and neither the state nor the container's processes change.
-fn expect_refused(flags: &[&str], cmd: &[&str], needles: &[&str]) -> Result<()> {
-    let c = Container::sleeping(Config::new())?;
-    let before = c.snapshot()?;
-    expect_one_line_error(&c.exec(flags, cmd)?, needles)?;
-    c.expect_unchanged(&before)?;
-    assert_eq!(c.rt.status(&c.id)?, "running");
-    Ok(())
-}
-
-#[test]
-fn exec_into_a_stopped_container_is_refused() -> Result<()> {
-    require_root!();
-    let rt = Runtime::keel()?;
-    let bundle = Bundle::new(&Config::new().args(&["true"]))?;
-    let id = unique_id("stopped");
-    expect_success(&rt.run_detached(bundle.path(), &id)?, "run -d")?;
-    assert!(rt.wait_status(&id, "stopped", WAIT), "never stopped");
-    let before = rt.state_json(&id)?;
-    let out = rt.exec(&["exec", &id, "true"])?;
-    expect_one_line_error(&out, &["stopped"])?;
-    assert_eq!(rt.state_json(&id)?, before);
-    Ok(())
-}
-
-#[test]
-fn exec_into_a_missing_container_is_refused() -> Result<()> {
-    require_root!();
-    let rt = Runtime::keel()?;
-    let out = rt.exec(&["exec", "no-such-container", "true"])?;
-    expect_one_line_error(&out, &["no-such-container"])?;
-    assert_eq!(fs::read_dir(rt.root())?.count(), 0, "exec created state");
-    Ok(())
-}
-
-#[test]
-fn exec_malformed_process_json_is_refused() -> Result<()> {
-    require_root!();
-    let dir = tempfile::tempdir()?;
-    let bad = dir.path().join("process.json");
-    fs::write(&bad, "{\"args\": [\"true\"], ")?;
-    expect_refused(&["-p", &bad.to_string_lossy()], &[], &["process.json"])?;
-    fs::write(&bad, r#"{"args": "true", "cwd": "/"}"#)?;
-    expect_refused(&["-p", &bad.to_string_lossy()], &[], &["process.json"])?;
-    let missing = dir.path().join("missing.json");
-    expect_refused(&["-p", &missing.to_string_lossy()], &[], &["missing.json"])
-}
-
-#[test]
-fn exec_without_a_command_is_refused() -> Result<()> {
-    require_root!();
-    expect_refused(&[], &[], &["command"])
-}
-
-#[test]
-fn exec_unknown_capability_is_refused() -> Result<()> {
-    require_root!();
-    expect_refused(
-        &["--cap", "CAP_NO_SUCH_THING"],
-        &["true"],
-        &["CAP_NO_SUCH_THING"],
-    )
-}
-
-#[test]
-fn exec_missing_executable_is_refused() -> Result<()> {
-    require_root!();
-    expect_refused(&[], &["/no/such/binary"], &["/no/such/binary"])?;
-    expect_refused(&[], &["no-such-command"], &["no-such-command"])
-}
-
-#[test]
-fn exec_bad_cwd_and_user_are_refused() -> Result<()> {
-    require_root!();
-    expect_refused(&["--cwd", "/no/such/dir"], &["true"], &["/no/such/dir"])?;
-    expect_refused(&["-u", "bob"], &["true"], &["bob"])
-}
-
-#[test]
-fn exec_detached_tty_without_console_socket_is_refused() -> Result<()> {
-    require_root!();
-    expect_refused(&["-t", "-d"], &["true"], &["console"])
-}
-
-// ---- the same under runc ----
-
-#[test]
-fn exec_exit_statuses_match_runc() -> Result<()> {
-    require_root!();
-    require!(has_runc(), "runc is not installed");
-    let keel = Container::sleeping(Config::new())?;
-    let runc = Container::start_on(Runtime::runc()?, Config::new(), ":")?;
-    for (script, expected) in EXIT_CASES {
-        let (k, r) = (keel.sh(&[], script)?, runc.sh(&[], script)?);
-        assert_eq!(r.status, expected, "runc {script}: {r:?}");
-        assert_eq!(k.status, r.status, "{script}: keel {k:?}\nrunc {r:?}");
-    }
-    Ok(())
-}
-
-#[test]
-fn exec_flags_match_runc() -> Result<()> {
-    require_root!();
-    require!(has_runc(), "runc is not installed");
-    let config = || Config::new().env("FOO=config").no_new_privileges(false);
-    let keel = Container::sleeping(config())?;
-    let runc = Container::start_on(Runtime::runc()?, config(), ":")?;
-    let cases: [(&[&str], &str); 4] = [
-        (
-            &["-e", "FOO=flag", "-e", "BAR=x", "--cwd", "/tmp"],
-            "echo $FOO $BAR; pwd",
-        ),
-        (&["-u", "1000:1000", "-g", "5"], "id"),
-        (
-            &["--cap", "CAP_NET_ADMIN", "--no-new-privs"],
-            "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status",
-        ),
-        (
-            &[],
-            "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status; ulimit -n",
-        ),
-    ];
-    for (flags, script) in cases {
-        let (k, r) = (keel.sh_ok(flags, script)?, runc.sh_ok(flags, script)?);
-        assert_eq!(k, r, "{flags:?} {script}");
-    }
-    Ok(())
-}
-
-#[test]
-fn exec_refusals_match_runc() -> Result<()> {
-    require_root!();
-    require!(has_runc(), "runc is not installed");
-    // runc exits 255 for a failed exec, keel 1: compare that both refuse.
-    let keel = Container::sleeping(Config::new())?;
-    let runc = Container::start_on(Runtime::runc()?, Config::new(), ":")?;
-    let cases: [&[&str]; 3] = [
-        &[],
-        &["/no/such/binary"],
-        &["--cwd", "/no/such/dir", "true"],
-    ];
-    for cmd in cases {
-        let (k, r) = (
-            captured(keel.exec(&[], cmd)?),
-            captured(runc.exec(&[], cmd)?),
-        );
-        assert_ne!(r.status, 0, "runc accepted {cmd:?}");
-        assert_ne!(k.status, 0, "keel accepted {cmd:?}: {k:?}");
-    }
-    for c in [&keel, &runc] {
-        expect_success(&c.rt.exec(&["pause", &c.id])?, "pause")?;
-        let out = captured(c.exec(&[], &["true"])?);
-        assert_ne!(
-            out.status,
-            0,
-            "{} exec'ed into a paused container",
-            c.rt.binary().display()
-        );
-        expect_success(&c.rt.exec(&["resume", &c.id])?, "resume")?;
-    }
     Ok(())
 }
