@@ -69,6 +69,11 @@ impl Cgroup {
         Ok(Self::new(normalize(path)?))
     }
 
+    /// Whether the cgroup exists already (in any hierarchy).
+    pub fn exists(&self) -> bool {
+        self.loaded().exists()
+    }
+
     /// The path relative to the cgroup mounts, as stored in the state file.
     pub fn path(&self) -> &str {
         &self.path

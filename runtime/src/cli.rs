@@ -75,6 +75,18 @@ pub enum Command {
     Init,
 }
 
+impl Command {
+    /// The `--preserve-fds` of the commands that take it, else 0.
+    pub fn preserve_fds(&self) -> u32 {
+        match self {
+            Command::Create(a) => a.preserve_fds,
+            Command::Run(a) => a.create.preserve_fds,
+            Command::Exec(a) => a.preserve_fds,
+            _ => 0,
+        }
+    }
+}
+
 /// A container id.
 #[derive(Debug, Args)]
 pub struct IdArgs {

@@ -126,8 +126,12 @@ fn check_spec(spec: &Spec, path: &Path) -> Result<()> {
     if !process.cwd().is_absolute() {
         return Err(invalid("process.cwd must be an absolute path"));
     }
-    if spec.linux().is_none() {
+    let Some(linux) = spec.linux() else {
         return Err(invalid("linux section is missing"));
+    };
+    if let Some(sysctls) = linux.sysctl() {
+        let namespaces = linux.namespaces().clone().unwrap_or_default();
+        crate::sysctl::check(sysctls.keys(), &namespaces).map_err(|e| invalid(&e.to_string()))?;
     }
     for m in spec.mounts().iter().flatten() {
         if !m.destination().is_absolute() {

@@ -34,6 +34,7 @@ pub mod seccomp;
 pub mod signal;
 pub mod spec_default;
 pub mod state;
+pub mod sysctl;
 pub mod user;
 
 pub use error::{Error, Result};

@@ -9,6 +9,11 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => usage_error(e),
     };
+    // Before logging opens its file: that fd must not pose as a preserved one.
+    if let Err(e) = keel_runtime::launch::check_preserved_fds(cli.command.preserve_fds()) {
+        logging::report_error(None, cli.log_format, &e.to_string());
+        std::process::exit(1);
+    }
     if !matches!(cli.command, Command::Init) {
         logging::init(cli.log.as_deref(), cli.log_format, cli.debug);
     }

@@ -50,9 +50,9 @@ fn realtime(name: &str) -> Option<i32> {
     // libc's SIGRTMIN accounts for the realtime signals glibc keeps for itself (32, 33).
     let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
     let num = if let Some(rest) = name.strip_prefix("RTMIN") {
-        min + offset(rest, '+')?
+        min.checked_add(offset(rest, '+')?)?
     } else if let Some(rest) = name.strip_prefix("RTMAX") {
-        max - offset(rest, '-')?
+        max.checked_sub(offset(rest, '-')?)?
     } else {
         return None;
     };

@@ -53,6 +53,7 @@ pub fn create(root: &Path, args: &CreateArgs, attach: Attach) -> Result<Created>
     let mut undo = Undo {
         dir: Some(dir),
         cgroup: None,
+        cgroup_made: false,
         pid: None,
     };
     let created = build(root, args, bundle, &mut undo)?;
@@ -64,6 +65,9 @@ pub fn create(root: &Path, args: &CreateArgs, attach: Attach) -> Result<Created>
 struct Undo {
     dir: Option<StateDir>,
     cgroup: Option<Cgroup>,
+    /// Whether this create made the cgroup: one that was there before (a pod's, say) is never
+    /// emptied or removed on failure.
+    cgroup_made: bool,
     pid: Option<i32>,
 }
 
@@ -81,7 +85,7 @@ impl Drop for Undo {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             wait_gone(pid);
         }
-        if let Some(mut cg) = self.cgroup.take() {
+        if let (Some(mut cg), true) = (self.cgroup.take(), self.cgroup_made) {
             if let Ok(pids) = cg.pids() {
                 for p in pids {
                     let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
@@ -122,7 +126,7 @@ fn build(root: &Path, args: &CreateArgs, bundle: Bundle, undo: &mut Undo) -> Res
         Some(s) => Some(seccomp::compile(s, Some(&root.join(".seccomp-cache")))?),
         None => None,
     };
-    undo.cgroup = make_cgroup(&linux, &args.id)?;
+    (undo.cgroup, undo.cgroup_made) = make_cgroup(&linux, &args.id)?;
     let cgroup_path = undo
         .cgroup
         .as_ref()
@@ -203,14 +207,16 @@ fn build(root: &Path, args: &CreateArgs, bundle: Bundle, undo: &mut Undo) -> Res
 
 /// Creates the cgroup and applies the resources. A rootless caller that cannot write the
 /// cgroup tree gets no cgroup (and a warning), as with runc.
-fn make_cgroup(linux: &oci_spec::runtime::Linux, id: &str) -> Result<Option<Cgroup>> {
+/// Returns the cgroup and whether this call made it.
+fn make_cgroup(linux: &oci_spec::runtime::Linux, id: &str) -> Result<(Option<Cgroup>, bool)> {
     let path = linux.cgroups_path().as_ref().and_then(|p| p.to_str());
     let mut cgroup = Cgroup::for_container(path, id)?;
+    let existed = cgroup.exists();
     match cgroup.apply(resources::split(linux.resources().as_ref()).0.as_ref()) {
-        Ok(()) => Ok(Some(cgroup)),
+        Ok(()) => Ok((Some(cgroup), !existed)),
         Err(CgroupError::NotWritable { path, msg }) if !nix::unistd::geteuid().is_root() => {
             tracing::warn!("no cgroup for container {id}: {path}: {msg}");
-            Ok(None)
+            Ok((None, false))
         }
         Err(e) => Err(e.into()),
     }

@@ -58,19 +58,22 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
 }
 
 /// SIGKILL to init and every process of the cgroup, thawed if paused; waits until they are gone.
+/// A stopped container's cgroup may still hold processes (no pid namespace of its own, and
+/// init gone): they are killed too, as runc does, or the cgroup could never be removed.
 fn kill_everything(cgroup: Option<&Cgroup>, pid: i32, status: Status) {
-    if status == Status::Stopped {
-        return;
-    }
     let pids = cgroup.and_then(|c| c.pids().ok()).unwrap_or_default();
-    let _ = send_raw(pid, libc::SIGKILL);
+    if status != Status::Stopped {
+        let _ = send_raw(pid, libc::SIGKILL);
+    }
     for p in &pids {
         let _ = send_raw(*p, libc::SIGKILL);
     }
     if let (Status::Paused, Some(cg)) = (status, cgroup) {
         let _ = cg.set_frozen(false);
     }
-    wait_gone(pid);
+    if status != Status::Stopped {
+        wait_gone(pid);
+    }
     for p in pids {
         wait_gone(p);
     }

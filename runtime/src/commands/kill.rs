@@ -16,7 +16,9 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
     let dir = StateDir::open(root, id)?;
     let st = dir.load()?;
     let status = dir.status(&st);
-    if status == Status::Stopped {
+    // A stopped container may still have processes in its cgroup: `--all` reaches them.
+    let reaches_cgroup = all && !st.cgroup_path.is_empty();
+    if status == Status::Stopped && !reaches_cgroup {
         return Err(Error::WrongState {
             id: id.into(),
             status: status.to_string(),

@@ -2,7 +2,6 @@
 //! waits on the exec fifo for `start`, runs startContainer hooks and execs the user's process.
 
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{Hook, Spec};
@@ -12,7 +11,7 @@ use super::{chan, step, Result};
 use crate::channel::{Channel, InitConfig, Message};
 use crate::namespaces::Plan;
 use crate::state::{ContainerState, Status};
-use crate::{hooks, network, rootfs};
+use crate::{hooks, network, rootfs, sysctl};
 
 /// The container's init: every step of the config, then wait for start and exec.
 pub(super) fn run(
@@ -147,12 +146,10 @@ fn apply_sysctls(spec: &Spec) -> Result<()> {
         .as_ref()
         .and_then(|l| l.sysctl().clone())
         .unwrap_or_default();
+    // The keys were checked against the container's namespaces by `config::load_bundle`.
     for (key, value) in sysctls {
-        if key.contains("..") || key.contains('/') && key.contains('.') && key.starts_with('/') {
-            return Err(step("sysctl")(format!("invalid key {key}")));
-        }
-        let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
-        std::fs::write(&path, value).map_err(|e| step("sysctl")(format!("{key}: {e}")))?;
+        std::fs::write(sysctl::path(&key), value)
+            .map_err(|e| step("sysctl")(format!("{key}: {e}")))?;
     }
     Ok(())
 }

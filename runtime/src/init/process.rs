@@ -43,11 +43,12 @@ pub(super) fn prepare(channel: &Channel, setup: &ProcessSetup) -> Result<Prepare
     rlimits::apply(process.rlimits().as_deref().unwrap_or_default()).map_err(step("rlimits"))?;
     apply_scheduling(setup)?;
     join_session_keyring(setup.keyring)?;
+    // Before any seccomp filter: a profile need not allow close_range.
+    close_leaked_fds(setup.preserve_fds)?;
     if !no_new_privs(process) {
         // Without no_new_privs loading a filter needs CAP_SYS_ADMIN: before dropping caps.
         load_seccomp(channel, setup.seccomp)?;
     }
-    close_leaked_fds(setup.preserve_fds)?;
     finalize_user(process)?;
     enter_cwd(process)?;
     let umask = process.user().umask().unwrap_or(0o022);
@@ -156,7 +157,7 @@ fn load_seccomp(channel: &Channel, filter: Option<&Filter>) -> Result<()> {
 /// Marks every fd above the preserved ones close-on-exec, so none of the runtime's reaches the
 /// container (CVE-2024-21626).
 fn close_leaked_fds(preserve: u32) -> Result<()> {
-    let first = 3 + preserve;
+    let first = preserve.saturating_add(3);
     close_range_cloexec(first).map_err(step("close fds"))?;
     for fd in 3..first {
         clear_cloexec(fd as i32);
