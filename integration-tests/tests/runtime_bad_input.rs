@@ -256,3 +256,33 @@ fn a_refused_create_keeps_other_containers() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn host_wide_sysctls_are_refused() -> Result<()> {
+    require_root!();
+    // Not namespaced: would change the host (and `/tmp/x` is not a sysctl at all).
+    for key in ["kernel.core_pattern", "vm.swappiness", "/tmp/x"] {
+        let bundle = bundle_with(Config::new().sysctl(key, "1"))?;
+        expect_create_refused(&bundle, &["sysctl", key])?;
+    }
+    // Namespaced, but the container does not have the namespace.
+    let without_net = Config::new()
+        .without_namespace(LinuxNamespaceType::Network)
+        .sysctl("net.ipv4.ip_forward", "1");
+    expect_create_refused(
+        &bundle_with(without_net)?,
+        &["net.ipv4.ip_forward", "network"],
+    )
+}
+
+#[test]
+fn preserve_fds_that_were_not_passed_are_refused() -> Result<()> {
+    require_root!();
+    let rt = Runtime::keel()?;
+    let bundle = bundle_with(Config::new())?;
+    let id = unique_id("pfds");
+    // The test harness passes no fd 3..5 to the runtime.
+    let out = rt.create_with(bundle.path(), &id, &["--preserve-fds", "3"])?;
+    expect_one_line_error(&out, &["preserve-fds", "not open"])?;
+    expect_nothing_left(&rt, &id, bundle.path())
+}

@@ -282,3 +282,29 @@ fn default_cgroup_is_created_and_removed() -> Result<()> {
     assert_eq!(host::cgroup_present_in(&cgroup), Vec::<&str>::new());
     Ok(())
 }
+
+#[test]
+fn a_failed_create_leaves_a_cgroup_it_only_joined_alone() -> Result<()> {
+    require_root!();
+    // A cgroup that exists before the container (a pod's, say), with a process in it.
+    let path = format!("/{}", unique_id("keel-it-preexisting"));
+    let dir = host::cgroup_dir("pids", &path);
+    std::fs::create_dir_all(&dir)?;
+    let sleeper = host::ChildGuard::spawn(std::process::Command::new("sleep").arg("300"))?;
+    std::fs::write(dir.join("cgroup.procs"), sleeper.pid().to_string())?;
+    let bundle = Bundle::new(&Config::new().cgroups_path(&path).args(&["/no/such/binary"]))?;
+    let rt = Runtime::keel()?;
+    let out = rt.create(bundle.path(), &unique_id("joined"))?;
+    let survived = host::pid_alive(sleeper.pid()) && dir.exists();
+    drop(sleeper);
+    host::remove_cgroup(&path);
+    anyhow::ensure!(
+        !out.status.success(),
+        "create of a missing binary succeeded"
+    );
+    anyhow::ensure!(
+        survived,
+        "a failed create killed or removed a cgroup it had not made"
+    );
+    Ok(())
+}
