@@ -128,6 +128,23 @@ pub fn words(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_string).collect()
 }
 
+/// `(fd, target)` from `ls -l /proc/self/fd`, without the directory fd `ls` itself opened (the
+/// highest: it takes the lowest free number after every inherited fd).
+pub fn inherited_fds(listing: &str) -> Vec<(u32, String)> {
+    let mut fds: Vec<(u32, String)> = listing
+        .lines()
+        .filter(|l| l.starts_with('l'))
+        .filter_map(|l| {
+            let (left, target) = l.split_once(" -> ").unwrap_or((l, ""));
+            let fd = left.split_whitespace().last()?.parse().ok()?;
+            Some((fd, target.to_string()))
+        })
+        .collect();
+    fds.sort();
+    fds.pop();
+    fds
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,9 @@ use keel_integration_tests::checks::{expect_one_line_error, expect_success};
 use keel_integration_tests::config::{from_json, DEFAULT_CAPS};
 use keel_integration_tests::console::{read_until_closed, ConsoleSocket};
 use keel_integration_tests::exec::{output_with_timeout, DEFAULT_TIMEOUT};
-use keel_integration_tests::inside::{cap_mask, cap_number, mask_of, status_field, words};
+use keel_integration_tests::inside::{
+    cap_mask, cap_number, inherited_fds, mask_of, status_field, words,
+};
 use keel_integration_tests::running::{captured, Container, EXIT_CASES};
 use keel_integration_tests::{host, require_root, Config, Runtime};
 use oci_spec::runtime::{Capability, LinuxNamespaceType, LinuxSeccomp, PosixRlimitType};
@@ -433,22 +435,6 @@ fn exec_tty_in_the_foreground_copies_the_output() -> Result<()> {
         "{listing}"
     );
     Ok(())
-}
-
-/// `(fd, target)` from `ls -l /proc/self/fd`, without the directory fd `ls` opened (the highest).
-fn inherited_fds(listing: &str) -> Vec<(u32, String)> {
-    let mut fds: Vec<(u32, String)> = listing
-        .lines()
-        .filter(|l| l.starts_with('l'))
-        .filter_map(|l| {
-            let (left, target) = l.split_once(" -> ").unwrap_or((l, ""));
-            let fd = left.split_whitespace().last()?.parse().ok()?;
-            Some((fd, target.to_string()))
-        })
-        .collect();
-    fds.sort();
-    fds.pop();
-    fds
 }
 
 /// `exec <flags> <id> ls -l /proc/self/fd` with the runtime given an open fd 3 (`/etc/hostname`).

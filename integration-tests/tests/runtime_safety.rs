@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use keel_integration_tests::checks::expect_success;
 use keel_integration_tests::exec::{output_with_timeout, DEFAULT_TIMEOUT};
-use keel_integration_tests::inside::{cap_mask, mask_of};
+use keel_integration_tests::inside::{cap_mask, inherited_fds, mask_of};
 use keel_integration_tests::{
     binary, config, host, require_root, run_and_capture, unique_id, Bundle, Config, Runtime,
 };
@@ -141,23 +141,6 @@ fn a_container_cannot_overwrite_the_runtime_through_proc_pid_exe() -> Result<()>
 /// The container process is `ls -l /proc/self/fd` itself (a shell would hold fds of its own).
 fn fd_lister() -> Config {
     Config::new().args(&["ls", "-l", "/proc/self/fd"])
-}
-
-/// `(fd, target)` from `ls -l /proc/self/fd`, without the directory fd `ls` itself opened
-/// (the highest: it takes the lowest free number after every inherited fd).
-fn inherited_fds(listing: &str) -> Vec<(u32, String)> {
-    let mut fds: Vec<(u32, String)> = listing
-        .lines()
-        .filter(|l| l.starts_with('l'))
-        .filter_map(|l| {
-            let (left, target) = l.split_once(" -> ").unwrap_or((l, ""));
-            let fd = left.split_whitespace().last()?.parse().ok()?;
-            Some((fd, target.to_string()))
-        })
-        .collect();
-    fds.sort();
-    fds.pop();
-    fds
 }
 
 fn numbers(fds: &[(u32, String)]) -> Vec<u32> {

@@ -16,6 +16,8 @@ pub mod devices;
 pub mod error;
 pub mod exec_process;
 pub mod foreground;
+#[cfg(test)]
+pub(crate) mod forked;
 pub mod hooks;
 pub mod init;
 pub mod launch;

@@ -208,7 +208,7 @@ fn set_mempolicy(mode: i32, mask: &[c_ulong]) -> nix::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduling::forked;
+    use crate::forked;
     use serde_json::json;
 
     fn policy(doc: serde_json::Value) -> LinuxMemoryPolicy {

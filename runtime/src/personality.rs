@@ -89,7 +89,7 @@ fn flag_names() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduling::forked;
+    use crate::forked;
     use serde_json::json;
 
     fn config(doc: serde_json::Value) -> LinuxPersonality {

@@ -1,6 +1,7 @@
 //! Tests of scheduling: parsing and, in forked children, the syscalls.
 
 use super::*;
+use crate::forked;
 use serde_json::json;
 
 /// A `process` object from JSON written the spec's way.

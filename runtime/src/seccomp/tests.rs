@@ -8,16 +8,15 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use libc::c_long;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::resource::{setrlimit, Resource};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::{fork, ForkResult};
 use serde_json::json;
 
 use super::*;
@@ -568,7 +567,7 @@ fn in_child(filter: &Filter, check: fn() -> i32) -> WaitStatus {
             // SAFETY: ends the child at once, without the parent's exit handlers.
             unsafe { libc::_exit(code) }
         }
-        ForkResult::Parent { child } => wait_with_deadline(child),
+        ForkResult::Parent { child } => crate::forked::wait_with_deadline(child),
     }
 }
 
@@ -586,23 +585,6 @@ fn child(filter: &Filter, check: fn() -> i32) -> i32 {
         return CHILD_NO_LOAD;
     }
     check()
-}
-
-fn wait_with_deadline(child: Pid) -> WaitStatus {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match waitpid(child, Some(WaitPidFlag::WNOHANG)).expect("waitpid") {
-            WaitStatus::StillAlive if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            WaitStatus::StillAlive => {
-                let _ = kill(child, Signal::SIGKILL);
-                let _ = waitpid(child, None);
-                panic!("child {child} did not exit in time");
-            }
-            status => return status,
-        }
-    }
 }
 
 /// The errno of a raw syscall, 0 when it succeeded.
@@ -810,7 +792,7 @@ fn in_notify_child(
             let seen = receive_fd(&parent_end)
                 .map(|listener| serve(&listener, answers))
                 .unwrap_or_default();
-            (wait_with_deadline(child), seen)
+            (crate::forked::wait_with_deadline(child), seen)
         }
     }
 }
