@@ -18,17 +18,28 @@ pub const RUNC_ENV: &str = "RUNC_BIN";
 /// when it is; `cargo test` does not build another package's binaries). If that build fails,
 /// an existing binary is used with a warning.
 pub fn keel_runtime() -> Result<PathBuf> {
-    if let Some(bin) = env::var_os(KEEL_RUNTIME_ENV) {
+    workspace_binary(KEEL_RUNTIME_ENV, "keel-runtime", "keel-runtime")
+}
+
+/// `containerd-shim-keel-v2`: `$KEEL_SHIM_BIN`, else built and found as [`keel_runtime`] is.
+pub fn keel_shim() -> Result<PathBuf> {
+    workspace_binary(KEEL_SHIM_ENV, "keel-shim", "containerd-shim-keel-v2")
+}
+
+/// Env var naming the `containerd-shim-keel-v2` binary to test.
+pub const KEEL_SHIM_ENV: &str = "KEEL_SHIM_BIN";
+
+fn workspace_binary(env_var: &str, package: &'static str, name: &str) -> Result<PathBuf> {
+    if let Some(bin) = env::var_os(env_var) {
         return Ok(PathBuf::from(bin));
     }
     let (target, profile) = target_dir_and_profile()?;
-    let bin = target.join(&profile).join("keel-runtime");
-    if let Err(e) = build_keel_runtime(&target, &profile) {
+    let bin = target.join(&profile).join(name);
+    if let Err(e) = build_once(package, name, &target, &profile) {
         if !bin.exists() {
             return Err(e);
         }
-        static WARNED: std::sync::Once = std::sync::Once::new();
-        WARNED.call_once(|| eprintln!("WARNING: {e:#}; testing the existing {}", bin.display()));
+        eprintln!("WARNING: {e:#}; testing the existing {}", bin.display());
     }
     Ok(bin)
 }
@@ -68,21 +79,26 @@ fn target_dir_and_profile() -> Result<(PathBuf, String)> {
     Ok((workspace.join("target"), "debug".to_string()))
 }
 
-/// Builds `keel-runtime` into `target`, once per process (later calls repeat the first outcome).
-fn build_keel_runtime(target: &Path, profile: &str) -> Result<()> {
-    static BUILT: Mutex<Option<Result<(), String>>> = Mutex::new(None);
+/// Builds `package`'s binary `name` into `target`, once per process and package (later calls
+/// repeat the first outcome).
+fn build_once(package: &'static str, name: &str, target: &Path, profile: &str) -> Result<()> {
+    type Outcomes = Vec<(&'static str, Result<(), String>)>;
+    static BUILT: Mutex<Outcomes> = Mutex::new(Vec::new());
     let mut built = BUILT
         .lock()
         .map_err(|_| anyhow::anyhow!("build lock poisoned"))?;
-    let outcome =
-        built.get_or_insert_with(|| cargo_build(target, profile).map_err(|e| format!("{e:#}")));
-    outcome.clone().map_err(anyhow::Error::msg)
+    if let Some((_, outcome)) = built.iter().find(|(p, _)| *p == package) {
+        return outcome.clone().map_err(anyhow::Error::msg);
+    }
+    let outcome = cargo_build(package, name, target, profile).map_err(|e| format!("{e:#}"));
+    built.push((package, outcome.clone()));
+    outcome.map_err(anyhow::Error::msg)
 }
 
-fn cargo_build(target: &Path, profile: &str) -> Result<()> {
+fn cargo_build(package: &str, name: &str, target: &Path, profile: &str) -> Result<()> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-p", "keel-runtime", "--bin", "keel-runtime"])
+    cmd.args(["build", "-p", package, "--bin", name])
         .arg("--target-dir")
         .arg(target)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -97,7 +113,7 @@ fn cargo_build(target: &Path, profile: &str) -> Result<()> {
     }
     let out = cmd
         .output()
-        .context("running cargo build -p keel-runtime")?;
+        .with_context(|| format!("running cargo build -p {package}"))?;
     if !out.status.success() {
         let log = String::from_utf8_lossy(&out.stderr);
         let first_error = log
@@ -105,7 +121,7 @@ fn cargo_build(target: &Path, profile: &str) -> Result<()> {
             .find(|l| l.starts_with("error"))
             .unwrap_or("no error line");
         bail!(
-            "cargo build -p keel-runtime failed ({}): {first_error}",
+            "cargo build -p {package} failed ({}): {first_error}",
             out.status
         );
     }
