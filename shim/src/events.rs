@@ -11,7 +11,7 @@ use containerd_shim_protos::events::task::{
 };
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim_protos::protobuf::MessageFull;
+use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::shim_async::EventsClient;
@@ -30,18 +30,24 @@ pub struct Event {
     pub payload: Any,
 }
 
-/// A task event type and its topic.
-pub trait TaskEvent: MessageFull {
+/// A task event type, its topic, and its type URL as containerd's typeurl writes it (the
+/// message's full name, no prefix). Written out rather than read from the protobuf descriptor:
+/// building descriptors costs a shim more heap than all its containers' state.
+pub trait TaskEvent: Message {
     const TOPIC: &'static str;
+    const TYPE_URL: &'static str;
 }
 
-macro_rules! topic {
-    ($($ty:ty => $topic:ident),* $(,)?) => {
-        $(impl TaskEvent for $ty { const TOPIC: &'static str = topics::$topic; })*
+macro_rules! task_events {
+    ($($ty:ident => $topic:ident),* $(,)?) => {
+        $(impl TaskEvent for $ty {
+            const TOPIC: &'static str = topics::$topic;
+            const TYPE_URL: &'static str = concat!("containerd.events.", stringify!($ty));
+        })*
     };
 }
 
-topic! {
+task_events! {
     TaskCreate => TASK_CREATE_EVENT_TOPIC,
     TaskStart => TASK_START_EVENT_TOPIC,
     TaskExit => TASK_EXIT_EVENT_TOPIC,
@@ -54,10 +60,10 @@ topic! {
 }
 
 impl Event {
-    /// Wraps `event` as containerd's typeurl does: the message's full name, no prefix.
+    /// Wraps `event` in an `Any`.
     pub fn new<E: TaskEvent>(event: &E) -> Self {
         let mut payload = Any::new();
-        payload.type_url = E::descriptor().full_name().to_string();
+        payload.type_url = E::TYPE_URL.to_string();
         payload.value = event.write_to_bytes().unwrap_or_default();
         Self {
             topic: E::TOPIC,
@@ -198,7 +204,7 @@ pub fn timestamp(at: SystemTime) -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use containerd_shim_protos::protobuf::Message;
+    use containerd_shim_protos::protobuf::MessageFull;
 
     #[test]
     fn events_carry_containerds_type_urls_and_topics() {
@@ -208,6 +214,10 @@ mod tests {
         let event = Event::new(&exit);
         assert_eq!(event.topic, "/tasks/exit");
         assert_eq!(event.payload.type_url, "containerd.events.TaskExit");
+        // The written-out type URLs are the descriptors' full names.
+        assert_eq!(TaskExit::descriptor().full_name(), TaskExit::TYPE_URL);
+        assert_eq!(TaskOOM::descriptor().full_name(), TaskOOM::TYPE_URL);
+        assert_eq!(TaskExecStarted::descriptor().full_name(), TaskExecStarted::TYPE_URL);
         let back = TaskExit::parse_from_bytes(&event.payload.value).unwrap();
         assert_eq!(back.exit_status, 3);
         let request = envelope("ns", &event);
