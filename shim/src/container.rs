@@ -51,6 +51,9 @@ struct Container {
     init: Arc<Process>,
     execs: Mutex<HashMap<String, Arc<Process>>>,
     rootfs_mounted: bool,
+    /// Without a pid namespace of its own, the container's other processes outlive its init:
+    /// they are killed when it exits, as the runc shim does.
+    kill_all_on_exit: bool,
 }
 
 impl Container {
@@ -162,6 +165,11 @@ impl Shim {
             at: exit.at,
         };
         if process.set_exited(info) {
+            if process.exec_id.is_empty() && c.kill_all_on_exit {
+                let mut kill = c.runtime.kill(&c.id, libc::SIGKILL as u32, true);
+                let reaper = self.reaper.clone();
+                tokio::spawn(async move { reaper.run(&mut kill, None).await });
+            }
             let mut event = TaskExit::new();
             event.container_id = c.id.clone();
             event.id = if process.exec_id.is_empty() {
@@ -226,6 +234,7 @@ impl Shim {
             init,
             execs: Mutex::new(HashMap::new()),
             rootfs_mounted: !spec.rootfs.is_empty(),
+            kill_all_on_exit: !has_own_pid_namespace(&spec.bundle),
         });
         if let Ok(mut slot) = self.container.lock() {
             *slot = Some(container);
@@ -686,6 +695,29 @@ impl Shim {
     }
 }
 
+/// Whether the bundle's config asks for a new pid namespace (one with no path to join).
+fn has_own_pid_namespace(bundle: &Path) -> bool {
+    let Ok(text) = fs::read(bundle.join("config.json")) else {
+        return false;
+    };
+    let Ok(config) = serde_json::from_slice::<serde_json::Value>(&text) else {
+        return false;
+    };
+    let namespaces = config
+        .pointer("/linux/namespaces")
+        .and_then(|n| n.as_array());
+    namespaces.is_some_and(|list| {
+        list.iter().any(|ns| {
+            ns.get("type").and_then(|t| t.as_str()) == Some("pid")
+                && ns
+                    .get("path")
+                    .and_then(|p| p.as_str())
+                    .unwrap_or("")
+                    .is_empty()
+        })
+    })
+}
+
 fn check_bundle(bundle: &Path) -> Result<()> {
     if !bundle.is_dir() {
         return Err(ShimError::NotFound(format!(
@@ -771,6 +803,18 @@ mod tests {
         for good in ["exec1", "a.b_c-d", "0"] {
             assert!(validate_exec_id(good).is_ok(), "{good:?}");
         }
+    }
+
+    #[test]
+    fn pid_namespace_of_the_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |config: &str| fs::write(dir.path().join("config.json"), config).unwrap();
+        write(r#"{"linux":{"namespaces":[{"type":"mount"},{"type":"pid"}]}}"#);
+        assert!(has_own_pid_namespace(dir.path()));
+        write(r#"{"linux":{"namespaces":[{"type":"pid","path":"/proc/1/ns/pid"}]}}"#);
+        assert!(!has_own_pid_namespace(dir.path()));
+        write(r#"{"linux":{"namespaces":[{"type":"mount"}]}}"#);
+        assert!(!has_own_pid_namespace(dir.path()));
     }
 
     #[test]

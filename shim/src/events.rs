@@ -217,7 +217,10 @@ mod tests {
         // The written-out type URLs are the descriptors' full names.
         assert_eq!(TaskExit::descriptor().full_name(), TaskExit::TYPE_URL);
         assert_eq!(TaskOOM::descriptor().full_name(), TaskOOM::TYPE_URL);
-        assert_eq!(TaskExecStarted::descriptor().full_name(), TaskExecStarted::TYPE_URL);
+        assert_eq!(
+            TaskExecStarted::descriptor().full_name(),
+            TaskExecStarted::TYPE_URL
+        );
         let back = TaskExit::parse_from_bytes(&event.payload.value).unwrap();
         assert_eq!(back.exit_status, 3);
         let request = envelope("ns", &event);
