@@ -1,6 +1,6 @@
 //! Fixtures for the integration tests: a busybox rootfs ([`rootfs`]), OCI configs ([`config`])
 //! and bundles ([`bundle`]), a handle on a runtime binary ([`runtime`]), and host observations
-//! ([`host`]) to check what a container left behind.
+//! ([`host`]) to check what a container left behind; [`shim`] drives our containerd shim directly.
 
 pub mod binary;
 pub mod bundle;
@@ -16,6 +16,7 @@ pub mod rootfs;
 pub mod running;
 pub mod runtime;
 pub mod seccomp_profile;
+pub mod shim;
 pub mod skip;
 
 pub use bundle::Bundle;

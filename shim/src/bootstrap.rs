@@ -43,9 +43,9 @@ pub fn start(args: &Args) -> Result<String, BootstrapError> {
         &args.id,
     );
     let address = socket::address_of(&path);
-    if !socket::is_served(&path) {
-        let listener =
-            socket::bind(&path).map_err(io_err(format!("binding {}", path.display())))?;
+    let bound =
+        socket::bind_or_find(&path).map_err(io_err(format!("binding {}", path.display())))?;
+    if let socket::Bound::New(listener) = bound {
         let pid = spawn_daemon(args, &bundle, OwnedFd::from(listener))?;
         write_file(&bundle.join("shim.pid"), &pid.to_string())?;
     }
@@ -82,7 +82,8 @@ fn spawn_daemon(args: &Args, bundle: &Path, listener: OwnedFd) -> Result<u32, Bo
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), BootstrapError> {
-    let tmp = path.with_extension("tmp");
+    // A name of this process's own: two `start`s may write the same file at once.
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     fs::write(&tmp, text)
         .and_then(|()| fs::rename(&tmp, path))
         .map_err(io_err(format!("writing {}", path.display())))

@@ -329,8 +329,13 @@ impl Shim {
             event.container_id = container_id.clone();
             events.publish(&event);
         });
-        if let Err(e) = watched {
-            tracing::warn!("not watching for OOM kills: {e}");
+        match watched {
+            // The process is already gone: nothing left to watch.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::debug!("not watching for OOM kills: {e}")
+            }
+            Err(e) => tracing::warn!("not watching for OOM kills: {e}"),
+            Ok(()) => {}
         }
     }
 
@@ -423,10 +428,16 @@ impl Shim {
                 "exec {exec_id:?}: the process spec is not a JSON object"
             )));
         }
-        if c.init.exit().is_some() {
-            return Err(ShimError::FailedPrecondition(format!(
-                "container {id:?} is not running"
-            )));
+        match (c.init.exit(), c.init.status()) {
+            (Some(_), _) => {
+                let why = format!("container {id:?} is not running");
+                return Err(ShimError::FailedPrecondition(why));
+            }
+            (None, Status::Paused) => {
+                let why = format!("cannot exec in container {id:?}: it is paused");
+                return Err(ShimError::FailedPrecondition(why));
+            }
+            _ => {}
         }
         let mut execs = c
             .execs

@@ -55,6 +55,9 @@ impl ShimError {
             ShimError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
                 Code::NOT_FOUND
             }
+            ShimError::Io { source, .. } if source.kind() == io::ErrorKind::Unsupported => {
+                Code::UNIMPLEMENTED
+            }
             ShimError::Io { .. } => Code::INTERNAL,
         }
     }

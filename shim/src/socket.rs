@@ -8,6 +8,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 
 /// Env var overriding the shim's state base dir (sockets in `s/`, runtime state in `runtime/`).
@@ -47,14 +48,29 @@ pub fn is_served(path: &Path) -> bool {
     UnixStream::connect(path).is_ok()
 }
 
-/// Binds a new socket at `path`, mode 0600 in a 0711 directory; a stale socket file (nobody
-/// answering) is replaced.
-pub fn bind(path: &Path) -> io::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o711)
-            .create(dir)?;
+/// What [`bind_or_find`] found.
+#[derive(Debug)]
+pub enum Bound {
+    /// This process bound the socket; it must start the shim that serves it.
+    New(UnixListener),
+    /// A shim already serves it (another `start` for the same container won the race).
+    Served,
+}
+
+/// Binds the socket at `path` (mode 0600, in a 0711 directory), or finds the shim already
+/// serving it; a stale socket file (nobody answering) is replaced. Two `start`s for the same
+/// container may run at once: the socket directory is locked (flock) while one looks and binds,
+/// so the other finds its listener instead of taking a half-bound socket for a stale one.
+pub fn bind_or_find(path: &Path) -> io::Result<Bound> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(dir)?;
+    let _lock = Flock::lock(fs::File::open(dir)?, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| io::Error::from(errno))?;
+    if is_served(path) {
+        return Ok(Bound::Served);
     }
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -62,7 +78,7 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     }
     let listener = UnixListener::bind(path)?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    Ok(Bound::New(listener))
 }
 
 #[cfg(test)]
@@ -92,12 +108,18 @@ mod tests {
     }
 
     #[test]
-    fn bind_replaces_a_stale_socket_and_is_private() {
+    fn bind_replaces_a_stale_socket_finds_a_served_one_and_is_private() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s").join("x");
-        drop(bind(&path).unwrap());
+        let Bound::New(first) = bind_or_find(&path).unwrap() else {
+            panic!("nothing served yet")
+        };
+        assert!(matches!(bind_or_find(&path).unwrap(), Bound::Served));
+        drop(first);
         assert!(!is_served(&path));
-        let _l = bind(&path).unwrap();
+        let Bound::New(_second) = bind_or_find(&path).unwrap() else {
+            panic!("the stale socket is replaced")
+        };
         assert!(is_served(&path));
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

@@ -13,7 +13,7 @@ use std::time::Duration;
 use nix::fcntl::OFlag;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::console::Master;
@@ -109,7 +109,7 @@ impl Endpoints {
 /// The copying of one process's stdio, running on the shim's runtime.
 #[derive(Debug, Default)]
 pub struct Copying {
-    close_stdin: Mutex<Option<oneshot::Sender<()>>>,
+    close_stdin: Arc<Notify>,
     outputs: Mutex<Vec<JoinHandle<()>>>,
     master: Option<Arc<Master>>,
 }
@@ -117,12 +117,16 @@ pub struct Copying {
 impl Copying {
     /// Starts copying between the endpoints and the shim's pipe ends, or the terminal's master.
     pub fn start(endpoints: Endpoints, ends: ShimEnds, master: Option<Master>) -> io::Result<Self> {
-        let (close_tx, close_rx) = oneshot::channel();
         let mut outputs = Vec::new();
         let master = master.map(Arc::new);
+        let close_stdin = Arc::new(Notify::new());
         if let Some(master) = &master {
             if let Some(source) = endpoints.stdin {
-                tokio::spawn(copy_stdin_to_master(source, master.clone(), close_rx));
+                tokio::spawn(copy_stdin_to_master(
+                    source,
+                    master.clone(),
+                    close_stdin.clone(),
+                ));
             }
             if let Some(sink) = endpoints.stdout {
                 outputs.push(tokio::spawn(copy_master_out(master.clone(), sink)));
@@ -130,7 +134,7 @@ impl Copying {
         } else {
             if let (Some(fd), Some(source)) = (ends.stdin, endpoints.stdin) {
                 let sink = pipe::Sender::from_owned_fd(fd)?;
-                tokio::spawn(copy_stdin(source, sink, close_rx));
+                tokio::spawn(copy_stdin(source, sink, close_stdin.clone()));
             }
             for (fd, sink) in [
                 (ends.stdout, endpoints.stdout),
@@ -143,17 +147,17 @@ impl Copying {
             }
         }
         Ok(Self {
-            close_stdin: Mutex::new(Some(close_tx)),
+            close_stdin,
             outputs: Mutex::new(outputs),
             master,
         })
     }
 
-    /// Closes the container's stdin (CloseIO): the process reads end of file.
+    /// CloseIO: the container reads end of file once what was written to the stdin FIFO
+    /// before has been copied (ctr closes its writer and sends CloseIO with its last bytes
+    /// still in the FIFO: they must reach the container), even if a writer is still open.
     pub fn close_stdin(&self) {
-        if let Some(tx) = self.close_stdin.lock().ok().and_then(|mut c| c.take()) {
-            let _ = tx.send(());
-        }
+        self.close_stdin.notify_one();
     }
 
     /// The terminal's master, if the process has one.
@@ -240,40 +244,43 @@ async fn copy_out(mut source: pipe::Receiver, mut sink: Sink) {
     }
 }
 
-async fn copy_stdin(
-    mut source: pipe::Receiver,
-    mut sink: pipe::Sender,
-    close: oneshot::Receiver<()>,
-) {
-    let copy = tokio::io::copy(&mut source, &mut sink);
-    tokio::select! {
-        _ = copy => {}
-        _ = close => {}
+/// Reads the next chunk of stdin: waits for data until CloseIO, then only takes what is
+/// already there. `None` at the end.
+async fn next_stdin_chunk(
+    source: &mut pipe::Receiver,
+    buf: &mut [u8],
+    close: &Notify,
+    closing: &mut bool,
+) -> Option<usize> {
+    loop {
+        if *closing {
+            return source.try_read(buf).ok().filter(|n| *n > 0);
+        }
+        tokio::select! {
+            read = source.read(buf) => return read.ok().filter(|n| *n > 0),
+            () = close.notified() => *closing = true,
+        }
+    }
+}
+
+async fn copy_stdin(mut source: pipe::Receiver, mut sink: pipe::Sender, close: Arc<Notify>) {
+    let mut buf = vec![0u8; CHUNK];
+    let mut closing = false;
+    while let Some(n) = next_stdin_chunk(&mut source, &mut buf, &close, &mut closing).await {
+        if sink.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
     }
     // Dropping the sink closes the container's stdin.
 }
 
-async fn copy_stdin_to_master(
-    mut source: pipe::Receiver,
-    master: Arc<Master>,
-    close: oneshot::Receiver<()>,
-) {
-    let copy = async {
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            match source.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    if master.write_all(&buf[..n]).await.is_err() {
-                        return;
-                    }
-                }
-            }
+async fn copy_stdin_to_master(mut source: pipe::Receiver, master: Arc<Master>, close: Arc<Notify>) {
+    let mut buf = vec![0u8; CHUNK];
+    let mut closing = false;
+    while let Some(n) = next_stdin_chunk(&mut source, &mut buf, &close, &mut closing).await {
+        if master.write_all(&buf[..n]).await.is_err() {
+            return;
         }
-    };
-    tokio::select! {
-        _ = copy => {}
-        _ = close => {}
     }
 }
 

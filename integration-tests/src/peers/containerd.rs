@@ -3,16 +3,25 @@
 //! of the test's own. Tasks run through the stock `containerd-shim-runc-v2`, which takes any
 //! runc-compatible binary (`ctr run --runc-binary`).
 //!
+//! A test may start it with an [`Environment`] of its own (directories first on `PATH`, extra
+//! variables), which the shims it starts inherit: that is how `containerd-shim-keel-v2` is found
+//! and configured (see [`super::keel_shim`]). It can be SIGKILLed and restarted on the same
+//! config and dirs, its shims and containers running on meanwhile.
+//!
 //! Dropping it deletes every task and container it still has, stops it, then sweeps what
-//! outlives it: shims (and their sockets in `/run/containerd/s`), container processes and
-//! cgroups, mounts under the temp dir.
+//! outlives it: its shims (any `containerd-shim-*` whose `-address` is its socket) and their
+//! sockets (`/run/containerd/s` for the stock shims; ours are under the temp dir), container
+//! processes and cgroups, mounts under the temp dir.
 
+use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
@@ -37,11 +46,28 @@ const DISABLED_PLUGINS: [&str; 5] = [
     "io.containerd.snapshotter.v1.zfs",
 ];
 
+/// What a test adds to containerd's environment; the shims containerd starts inherit it.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    /// Programs linked into `<temp dir>/bin` under the given names (`containerd-shim-keel-v2`),
+    /// that directory first on `PATH` (containerd looks shims up on its `PATH`).
+    pub programs: Vec<(String, PathBuf)>,
+    /// Directories put on `PATH` after that one, before the inherited `PATH`, in this order.
+    pub path_first: Vec<PathBuf>,
+    /// Variables set as given.
+    pub vars: Vec<(String, OsString)>,
+    /// Variables set to a directory under containerd's temp dir (made before it starts):
+    /// `(name, path relative to the temp dir)`.
+    pub dirs: Vec<(String, PathBuf)>,
+}
+
 /// A running containerd and the namespace the test uses in it.
 #[derive(Debug)]
 pub struct Containerd {
     daemon: Option<Daemon>,
+    containerd: PathBuf,
     ctr: PathBuf,
+    env: Environment,
     namespace: String,
     dir: TempDir,
 }
@@ -50,52 +76,90 @@ impl Containerd {
     /// Starts containerd in a new temp dir and waits until `ctr version` answers; `Unavailable`
     /// (with the log tail) if it is not installed or does not come up.
     pub fn start() -> Result<Peer<Self>> {
-        let Some(containerd) = find_binary("containerd", &["/usr/bin/containerd"]) else {
-            return Ok(Peer::Unavailable(
-                "containerd is not installed (apt-get install containerd)".into(),
-            ));
+        Self::start_with(Environment::default())
+    }
+
+    /// [`Containerd::start`] with `env` added to containerd's environment.
+    pub fn start_with(env: Environment) -> Result<Peer<Self>> {
+        let (containerd, ctr) = match Self::installed() {
+            Ok(found) => found,
+            Err(why) => return Ok(Peer::Unavailable(why)),
         };
-        let Some(ctr) = find_binary("ctr", &["/usr/bin/ctr"]) else {
-            return Ok(Peer::Unavailable(
-                "ctr is not installed (apt-get install containerd)".into(),
-            ));
-        };
-        if find_binary(
-            "containerd-shim-runc-v2",
-            &["/usr/bin/containerd-shim-runc-v2"],
-        )
-        .is_none()
-        {
-            return Ok(Peer::Unavailable(
-                "containerd-shim-runc-v2 is not installed (apt-get install containerd)".into(),
-            ));
-        }
         let dir = tempfile::Builder::new()
             .prefix("keel-ctrd-")
             .tempdir()
             .context("creating containerd's temp dir")?;
         let config = dir.path().join("config.toml");
         fs::write(&config, config_toml(dir.path())).context("writing containerd's config")?;
-        let log = dir.path().join("containerd.log");
-        let mut cmd = Command::new(&containerd);
-        cmd.arg("--config").arg(&config);
-        let daemon = Daemon::spawn("containerd", &mut cmd, &log)?;
+        for (_, relative) in &env.dirs {
+            let path = dir.path().join(relative);
+            fs::create_dir_all(&path).with_context(|| format!("mkdir {}", path.display()))?;
+        }
+        let bin = dir.path().join("bin");
+        fs::create_dir_all(&bin).with_context(|| format!("mkdir {}", bin.display()))?;
+        for (name, program) in &env.programs {
+            std::os::unix::fs::symlink(program, bin.join(name))
+                .with_context(|| format!("linking {} as {name}", program.display()))?;
+        }
         let mut this = Self {
-            daemon: Some(daemon),
+            daemon: None,
+            containerd,
             ctr,
+            env,
             namespace: unique_id("keel-it"),
             dir,
         };
-        let socket = this.address();
-        let ctr = this.ctr.clone();
-        let answered = match this.daemon.as_mut() {
-            Some(daemon) => process::wait_for(daemon, START_TIMEOUT, || {
-                socket.exists() && ctr_version_answers(&ctr, &socket)
-            }),
-            None => Ok(false),
-        };
+        match this.spawn_and_wait()? {
+            Ok(()) => Ok(Peer::Ready(this)),
+            Err(why) => Ok(Peer::Unavailable(format!(
+                "{} cannot run here: {why}",
+                this.containerd.display()
+            ))),
+        }
+    }
+
+    /// The `containerd` and `ctr` binaries, if they and the stock shim are installed; else
+    /// which is missing (a skip message).
+    pub fn installed() -> std::result::Result<(PathBuf, PathBuf), String> {
+        let missing = |what: &str| format!("{what} is not installed (apt-get install containerd)");
+        let containerd = find_binary("containerd", &["/usr/bin/containerd"])
+            .ok_or_else(|| missing("containerd"))?;
+        let ctr = find_binary("ctr", &["/usr/bin/ctr"]).ok_or_else(|| missing("ctr"))?;
+        let shim = "containerd-shim-runc-v2";
+        find_binary(shim, &["/usr/bin/containerd-shim-runc-v2"]).ok_or_else(|| missing(shim))?;
+        Ok((containerd, ctr))
+    }
+
+    /// Spawns containerd on the config in the temp dir and waits until it answers; the inner
+    /// error says why it did not, with its log tail.
+    fn spawn_and_wait(&mut self) -> Result<std::result::Result<(), String>> {
+        let mut cmd = Command::new(&self.containerd);
+        cmd.arg("--config").arg(self.dir().join("config.toml"));
+        let mut path = vec![self.dir().join("bin")];
+        path.extend(self.env.path_first.iter().cloned());
+        path.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        cmd.env(
+            "PATH",
+            std::env::join_paths(path).context("joining containerd's PATH")?,
+        );
+        for (name, value) in &self.env.vars {
+            cmd.env(name, value);
+        }
+        for (name, relative) in &self.env.dirs {
+            cmd.env(name, self.dir().join(relative));
+        }
+        let log = self.log();
+        let mut daemon = Daemon::spawn("containerd", &mut cmd, &log)?;
+        let socket = self.address();
+        let ctr = self.ctr.clone();
+        let answered = process::wait_for(&mut daemon, START_TIMEOUT, || {
+            socket.exists() && ctr_version_answers(&ctr, &socket)
+        });
+        self.daemon = Some(daemon);
         let why = match answered {
-            Ok(true) => return Ok(Peer::Ready(this)),
+            Ok(true) => return Ok(Ok(())),
             Ok(false) => format!(
                 "containerd did not answer on {} within {}s",
                 socket.display(),
@@ -103,11 +167,43 @@ impl Containerd {
             ),
             Err(exit) => exit,
         };
-        Ok(Peer::Unavailable(format!(
-            "{containerd} cannot run here: {why}; its log ends:\n{tail}",
-            containerd = containerd.display(),
-            tail = process::log_tail(&log, 15)
+        Ok(Err(format!(
+            "{why}; its log ends:\n{}",
+            process::log_tail(&log, 15)
         )))
+    }
+
+    /// SIGKILLs containerd (not its shims, which run in process groups of their own) and reaps
+    /// it, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut daemon) = self.daemon.take() {
+            let _ = kill(Pid::from_raw(daemon.pid()), Signal::SIGKILL);
+            daemon.stop(Duration::from_secs(10));
+        }
+    }
+
+    /// Starts containerd again on the same config, dirs and environment (after [`kill`]), and
+    /// waits until it answers.
+    ///
+    /// [`kill`]: Containerd::kill
+    pub fn restart(&mut self) -> Result<()> {
+        if let Some(daemon) = self.daemon.as_mut() {
+            if daemon.exited().is_none() {
+                bail!("containerd is still running: kill it before restarting it");
+            }
+        }
+        // A SIGKILLed containerd leaves its sockets behind.
+        let _ = fs::remove_file(self.address());
+        let _ = fs::remove_file(self.dir().join("containerd.sock.ttrpc"));
+        match self.spawn_and_wait()? {
+            Ok(()) => Ok(()),
+            Err(why) => bail!("restarting containerd: {why}"),
+        }
+    }
+
+    /// Whether containerd is running (not killed, not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.daemon.as_mut().is_some_and(|d| d.exited().is_none())
     }
 
     /// The temp dir holding everything of this containerd.
@@ -151,6 +247,12 @@ impl Containerd {
         let mut cmd = self.ctr_command(namespace);
         cmd.args(args);
         outcome::run(&mut cmd, CLIENT_TIMEOUT)
+    }
+
+    /// A `ctr` command on this containerd, in the test's namespace, without arguments yet (for
+    /// one that runs in the background, such as `ctr events`).
+    pub fn ctr_command_here(&self) -> Command {
+        self.ctr_command(&self.namespace)
     }
 
     fn ctr_command(&self, namespace: &str) -> Command {
@@ -250,15 +352,23 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        let running = self.daemon.as_mut().is_some_and(|d| d.exited().is_none());
         let mut namespaces = vec![self.namespace.clone()];
-        if running {
+        if self.is_running() {
             namespaces = self.delete_everything();
         }
         if let Some(mut daemon) = self.daemon.take() {
             daemon.stop(Duration::from_secs(10));
         }
-        // `ctr run` puts a container in cgroup /<namespace>/<id>.
+        // Shims first, so that none is left to restart or reap what is killed next.
+        let address = self.address().to_string_lossy().into_owned();
+        for argv in kill_shims_of(&address) {
+            remove_shim_socket(&argv);
+        }
+        // `ctr run` puts a container in cgroup /<namespace>/<id>. A task left paused takes no
+        // SIGKILL until thawed: thaw all first, or each other hierarchy waits for it in vain.
+        for ns in namespaces.iter().filter(|ns| host::is_safe_cgroup_path(ns)) {
+            thaw(&Path::new(host::CGROUP_ROOT).join("freezer").join(ns));
+        }
         for ns in &namespaces {
             process::remove_cgroup_everywhere(ns);
         }
@@ -267,6 +377,62 @@ impl Drop for Containerd {
         }
         host::detach_mounts_under(self.dir());
     }
+}
+
+/// Thaws a v1 freezer cgroup and those below it (nothing if there is none).
+fn thaw(dir: &Path) {
+    if !dir.is_dir() {
+        return;
+    }
+    let _ = fs::write(dir.join("freezer.state"), "THAWED");
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten().filter(|e| e.path().is_dir()) {
+            thaw(&entry.path());
+        }
+    }
+}
+
+/// Live shim processes (`containerd-shim-*`) serving the containerd whose socket is `address`:
+/// each pid with its argv.
+pub fn shims_of(address: &str) -> Vec<(i32, Vec<String>)> {
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|&pid| host::pid_alive(pid))
+        .map(|pid| (pid, process::argv_of(pid)))
+        .filter(|(_, argv)| is_shim(argv) && shim_flag(argv, "-address") == Some(address))
+        .collect()
+}
+
+/// SIGKILLs the shims of the containerd at `address` and waits (bounded) for them to go;
+/// returns the argv of each.
+fn kill_shims_of(address: &str) -> Vec<Vec<String>> {
+    let shims = shims_of(address);
+    for (pid, _) in &shims {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    host::wait_until(Duration::from_secs(5), || {
+        shims.iter().all(|(pid, _)| !host::pid_alive(*pid))
+    });
+    shims.into_iter().map(|(_, argv)| argv).collect()
+}
+
+/// Whether an argv is a shim's: its program's file name starts with `containerd-shim`.
+fn is_shim(argv: &[String]) -> bool {
+    argv.first()
+        .and_then(|a| Path::new(a).file_name())
+        .is_some_and(|name| name.to_string_lossy().starts_with("containerd-shim"))
+}
+
+/// The value after `name` in a shim's argv (`-namespace`, `-id`, `-address`).
+pub fn shim_flag<'a>(argv: &'a [String], name: &str) -> Option<&'a str> {
+    argv.iter()
+        .position(|a| a == name)
+        .and_then(|i| argv.get(i + 1))
+        .map(String::as_str)
 }
 
 /// The `config.toml` of a containerd whose every path is under `dir`.
@@ -313,17 +479,16 @@ pub fn shim_socket(address: &str, namespace: &str, id: &str) -> PathBuf {
     Path::new(SHIM_SOCKET_DIR).join(hex)
 }
 
-/// Removes the socket of a killed shim, given its argv; ignores any other process.
+/// Removes the socket in `/run/containerd/s` of a killed shim, given its argv; ignores any
+/// other process. (Our shim's sockets are under the temp dir, removed with it.)
 fn remove_shim_socket(argv: &[String]) {
-    let is_shim = argv.first().is_some_and(|a| a.contains("containerd-shim"));
-    let flag = |name: &str| {
-        argv.iter()
-            .position(|a| a == name)
-            .and_then(|i| argv.get(i + 1))
-    };
-    if let (true, Some(ns), Some(id), Some(address)) =
-        (is_shim, flag("-namespace"), flag("-id"), flag("-address"))
-    {
+    let flag = |name| shim_flag(argv, name);
+    if let (true, Some(ns), Some(id), Some(address)) = (
+        is_shim(argv),
+        flag("-namespace"),
+        flag("-id"),
+        flag("-address"),
+    ) {
         let _ = fs::remove_file(shim_socket(address, ns, id));
     }
 }

@@ -4,13 +4,20 @@
 //! cleans up on drop, on failure too: tasks, the daemon, the shims that outlive it, the
 //! containers' cgroups and processes, and every mount under the temp dir ([`process`]).
 //!
+//! Our shim, `containerd-shim-keel-v2`, runs under a real containerd through [`keel_shim`];
+//! [`ctr_events`] reads back the events containerd publishes; [`shim_scenario`] records and
+//! compares what `ctr` shows on our shim and on the stock one.
+//!
 //! A scenario is run once with runc and once with keel-runtime, each step recorded in a
 //! [`Transcript`]; the two transcripts must be equal ([`outcome::expect_same`]).
 
 pub mod containerd;
+pub mod ctr_events;
 pub mod dockerd;
+pub mod keel_shim;
 pub mod outcome;
 pub mod process;
+pub mod shim_scenario;
 
 pub use outcome::{Outcome, Transcript};
 
