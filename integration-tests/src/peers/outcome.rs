@@ -116,6 +116,19 @@ impl Transcript {
         });
     }
 
+    /// This transcript without the steps named in `skipped`.
+    pub fn without(&self, skipped: &[&str]) -> Self {
+        Self {
+            runtime: self.runtime.clone(),
+            steps: self
+                .steps
+                .iter()
+                .filter(|s| !skipped.contains(&s.what.as_str()))
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// The steps so far.
     pub fn steps(&self) -> &[Step] {
         &self.steps

@@ -50,6 +50,12 @@ pub fn expect_golden(scenario: Scenario, golden: &[(&str, i32, &str)]) -> Result
     Ok(())
 }
 
+/// Steps where the stock containerd 1.6 shim is not a stable reference, left out of the
+/// comparison (our shim's results for them are pinned by the goldens): with `--log-uri file://`
+/// it opens the file once per stream, truncating, so one stream's lines may be lost; and under
+/// load it may miss the OOM event of a task killed at once.
+const UNSTABLE_IN_THE_REFERENCE: [&str; 2] = ["the log file's lines", "ctr events for oom"];
+
 /// Runs `scenario` on every [`Stack`], each on a containerd of its own; our shim's
 /// transcripts must be the stock shim's. Each of our stacks' first difference is reported
 /// (a failure on one does not hide the other's).
@@ -69,15 +75,19 @@ pub fn expect_same_on_every_stack(scenario: Scenario) -> Result<()> {
     }
     let mut runs = runs.into_iter();
     let reference = match runs.next() {
-        Some(Ok((t, _))) => t,
+        Some(Ok((t, _))) => t.without(&UNSTABLE_IN_THE_REFERENCE),
         Some(Err(e)) => return Err(e.context("the reference (stock shim on runc) failed")),
         None => return Ok(()),
     };
     let failures: Vec<String> = runs
         .filter_map(|run| match run {
-            Ok((t, problems)) => expect_same(&t, &reference, &problems)
-                .err()
-                .map(|e| format!("{e:#}")),
+            Ok((t, problems)) => expect_same(
+                &t.without(&UNSTABLE_IN_THE_REFERENCE),
+                &reference,
+                &problems,
+            )
+            .err()
+            .map(|e| format!("{e:#}")),
             Err(e) => Some(format!("{e:#}")),
         })
         .collect();
