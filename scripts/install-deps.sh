@@ -3,6 +3,7 @@
 set -euo pipefail
 packages=(
   build-essential pkg-config libseccomp-dev   # build: libseccomp for the runtime's filters
+  protobuf-compiler                           # tests: containerd-client (keel-proto's test peer) runs protoc
   busybox-static                              # test rootfs
   runc crun                                   # peers for comparison tests and benchmarks
   containerd docker.io                        # real peers for the interop tests (ctr, dockerd)

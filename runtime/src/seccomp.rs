@@ -499,7 +499,7 @@ fn kernel_flag(bit: u32) -> Option<bool> {
 /// Refuses a program the kernel would refuse: empty, ragged or too long.
 fn check_length(program: &[u8]) -> Result<usize> {
     let count = program.len() / INSN_SIZE;
-    if program.is_empty() || program.len() % INSN_SIZE != 0 {
+    if program.is_empty() || !program.len().is_multiple_of(INSN_SIZE) {
         return Err(SeccompError::BadProgram(format!(
             "{} bytes is not a whole, non-zero number of {INSN_SIZE}-byte instructions",
             program.len()

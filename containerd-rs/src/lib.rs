@@ -1,0 +1,9 @@
+//! keel-containerd: the supervisor. It serves containerd's own gRPC API (so `ctr` and any
+//! containerd client drive it unchanged) and runs each task through a runtime v2 shim.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod events;
+pub mod filters;
+pub mod identifiers;
+pub mod metadata;
