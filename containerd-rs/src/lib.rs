@@ -3,7 +3,10 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod daemon;
 pub mod events;
 pub mod filters;
+pub mod grpc;
 pub mod identifiers;
 pub mod metadata;
+pub mod supervisor;

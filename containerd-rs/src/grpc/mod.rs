@@ -1,0 +1,44 @@
+//! The gRPC side: one thin adapter per containerd service, converting requests and answers and
+//! mapping errors to containerd's codes. The logic lives in the crate's other modules.
+
+pub mod introspection;
+pub mod namespaces;
+pub mod version;
+
+use std::time::SystemTime;
+
+use tonic::{Request, Status};
+
+use crate::identifiers;
+use crate::metadata::MetadataError;
+
+/// The namespace of a call, from the `containerd-namespace` header; containerd refuses calls
+/// without one as a failed precondition.
+pub fn namespace<T>(request: &Request<T>) -> Result<String, Status> {
+    let value = request
+        .metadata()
+        .get(keel_proto::NAMESPACE_METADATA_KEY)
+        .ok_or_else(|| Status::failed_precondition("namespace is required"))?;
+    let namespace = value
+        .to_str()
+        .map_err(|_| Status::invalid_argument("namespace header is not text"))?;
+    identifiers::validate(namespace)
+        .map_err(|e| Status::invalid_argument(format!("namespace {namespace:?}: {e}")))?;
+    Ok(namespace.to_string())
+}
+
+/// containerd's errdefs on the wire.
+pub fn status(e: MetadataError) -> Status {
+    match e {
+        MetadataError::NotFound(m) => Status::not_found(m),
+        MetadataError::AlreadyExists(m) => Status::already_exists(m),
+        MetadataError::FailedPrecondition(m) => Status::failed_precondition(m),
+        MetadataError::InvalidArgument(m) => Status::invalid_argument(m),
+        MetadataError::Storage(m) => Status::internal(m),
+    }
+}
+
+/// A protobuf timestamp.
+pub fn timestamp(at: SystemTime) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(at)
+}
