@@ -33,9 +33,12 @@ fn init_logging(level: &str) {
     use tracing_subscriber::prelude::*;
     let level: LevelFilter = level.parse().unwrap_or(LevelFilter::INFO);
     let quiet = LevelFilter::WARN.min(level);
-    let filter = Targets::new()
-        .with_default(level)
-        .with_targets([("h2", quiet), ("hyper", quiet), ("tower", quiet), ("tonic", quiet)]);
+    let filter = Targets::new().with_default(level).with_targets([
+        ("h2", quiet),
+        ("hyper", quiet),
+        ("tower", quiet),
+        ("tonic", quiet),
+    ]);
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false);
