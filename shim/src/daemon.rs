@@ -15,6 +15,7 @@ use ttrpc::asynchronous::transport::Listener;
 use crate::args::Args;
 use crate::container::Shim;
 use crate::events::{self, Publisher};
+use crate::logging::LineLogger;
 use crate::reaper::Reaper;
 use crate::service::TaskService;
 use crate::socket;
@@ -39,7 +40,7 @@ pub enum DaemonError {
 pub fn serve(args: Args) -> Result<(), DaemonError> {
     // A new session: signals to containerd's process group do not reach the shim.
     let _ = nix::unistd::setsid();
-    init_logging(args.debug);
+    init_logging(&args);
     let listener = std::io::stdin()
         .as_fd()
         .try_clone_to_owned()
@@ -90,20 +91,17 @@ async fn run(args: Args, listener: UnixListener) -> Result<(), DaemonError> {
 
 /// Logs to the bundle's `log` FIFO, which containerd reads into its own log; nowhere if there
 /// is none (the daemon has no stderr).
-fn init_logging(debug: bool) {
+fn init_logging(args: &Args) {
     let fifo = OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(PathBuf::from("log"));
     let Ok(fifo) = fifo else { return };
-    let level = if debug {
+    let level = if args.debug {
         tracing::Level::DEBUG
     } else {
         tracing::Level::INFO
     };
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(fifo))
-        .try_init();
+    let context = format!("id={} namespace={}", args.id, args.namespace);
+    let _ = tracing::subscriber::set_global_default(LineLogger::new(level, context, fifo));
 }

@@ -10,6 +10,7 @@ pub mod container;
 pub mod daemon;
 pub mod error;
 pub mod events;
+pub mod logging;
 pub mod metrics;
 pub mod mounts;
 pub mod oom;

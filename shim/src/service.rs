@@ -18,7 +18,6 @@ use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::shim_async::{create_task, Task};
 use containerd_shim_protos::types::task::{ProcessInfo, Status as ApiStatus};
-use tracing::Instrument;
 use ttrpc::r#async::{Service, TtrpcContext};
 
 use crate::container::{CreateSpec, Shim};
@@ -107,8 +106,8 @@ impl Task for TaskService {
             },
             options,
         };
-        let span = tracing::info_span!("create", id = %req.id);
-        let pid = self.shim.create(spec).instrument(span).await?;
+        tracing::debug!(request = "create", id = %req.id);
+        let pid = self.shim.create(spec).await?;
         Ok(CreateTaskResponse {
             pid,
             ..Default::default()
@@ -116,12 +115,8 @@ impl Task for TaskService {
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
-        let span = tracing::info_span!("start", id = %req.id, exec = %req.exec_id);
-        let pid = self
-            .shim
-            .start(&req.id, &req.exec_id)
-            .instrument(span)
-            .await?;
+        tracing::debug!(request = "start", id = %req.id, exec = %req.exec_id);
+        let pid = self.shim.start(&req.id, &req.exec_id).await?;
         Ok(StartResponse {
             pid,
             ..Default::default()
@@ -150,11 +145,9 @@ impl Task for TaskService {
     }
 
     async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
-        let span =
-            tracing::info_span!("kill", id = %req.id, exec = %req.exec_id, signal = req.signal);
+        tracing::debug!(request = "kill", id = %req.id, exec = %req.exec_id, signal = req.signal);
         self.shim
             .kill(&req.id, &req.exec_id, req.signal, req.all)
-            .instrument(span)
             .await?;
         Ok(Empty::new())
     }
@@ -169,12 +162,8 @@ impl Task for TaskService {
     }
 
     async fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
-        let span = tracing::info_span!("delete", id = %req.id, exec = %req.exec_id);
-        let (pid, exit) = self
-            .shim
-            .delete(&req.id, &req.exec_id)
-            .instrument(span)
-            .await?;
+        tracing::debug!(request = "delete", id = %req.id, exec = %req.exec_id);
+        let (pid, exit) = self.shim.delete(&req.id, &req.exec_id).await?;
         Ok(DeleteResponse {
             pid,
             exit_status: exit.status,
@@ -195,11 +184,8 @@ impl Task for TaskService {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let span = tracing::info_span!("exec", id = %req.id, exec = %req.exec_id);
-        self.shim
-            .exec(&req.id, &req.exec_id, stdio, spec)
-            .instrument(span)
-            .await?;
+        tracing::debug!(request = "exec", id = %req.id, exec = %req.exec_id);
+        self.shim.exec(&req.id, &req.exec_id, stdio, spec).await?;
         Ok(Empty::new())
     }
 
