@@ -332,8 +332,15 @@ fn kill_sigkill_stops_an_ignoring_init() -> Result<()> {
         host::wait_until(WAIT, || dir.path().join("ready").exists()),
         "never ready"
     );
+    expect_success(&rt.kill(&id, "0")?, "kill 0 (existence check)")?;
+    assert_eq!(rt.status(&id)?, "running", "signal 0 delivers nothing");
     expect_success(&rt.kill(&id, "9")?, "kill 9")?;
     assert!(rt.wait_status(&id, "stopped", WAIT));
+    let stopped = rt.kill(&id, "0")?;
+    ensure!(
+        !stopped.status.success(),
+        "kill 0 of a stopped container succeeded"
+    );
     Ok(())
 }
 

@@ -40,9 +40,10 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         .ok_or_else(unknown)
 }
 
-/// `num` if it names a signal the kernel can deliver (1 up to `SIGRTMAX`).
+/// `num` if it names a signal the kernel can deliver (1 up to `SIGRTMAX`), or 0, which only
+/// checks that the process exists (as kill(1) and runc take it).
 fn in_range(num: i32) -> Option<i32> {
-    (1..=libc::SIGRTMAX()).contains(&num).then_some(num)
+    (0..=libc::SIGRTMAX()).contains(&num).then_some(num)
 }
 
 /// `RTMIN`, `RTMIN+n`, `RTMAX`, `RTMAX-n` (the name without `SIG`).
@@ -103,7 +104,8 @@ mod tests {
         assert_eq!(parse_signal("1").unwrap(), 1);
         assert_eq!(parse_signal("64").unwrap(), 64);
         assert_eq!(parse_signal("34").unwrap(), 34);
-        for bad in ["0", "65", "-9", "+9", "99999999999", "9x", ""] {
+        assert_eq!(parse_signal("0").unwrap(), 0, "existence check, as runc");
+        for bad in ["65", "-9", "+9", "99999999999", "9x", ""] {
             assert!(parse_signal(bad).is_err(), "{bad:?} accepted");
         }
     }
