@@ -8,8 +8,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use keel_proto::containers::containers_server::ContainersServer;
+use keel_proto::event_service::events_server::EventsServer;
 use keel_proto::introspection::introspection_server::IntrospectionServer;
+use keel_proto::leases::leases_server::LeasesServer;
 use keel_proto::namespaces::namespaces_server::NamespacesServer;
+use keel_proto::tasks::tasks_server::TasksServer;
 use keel_proto::version::version_server::VersionServer;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -17,9 +21,14 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 
 use crate::config::Config;
+use crate::grpc::containers::ContainersService;
+use crate::grpc::events::EventsService;
 use crate::grpc::introspection::IntrospectionService;
+use crate::grpc::leases::LeasesService;
 use crate::grpc::namespaces::NamespacesService;
+use crate::grpc::tasks::TasksService;
 use crate::grpc::version::VersionService;
+use crate::runtime::EventsEndpoint;
 use crate::supervisor::Supervisor;
 
 /// Serves until SIGTERM or SIGINT, then removes the socket.
@@ -34,6 +43,12 @@ pub async fn run(config: Config) -> Result<()> {
     let address = config.address.clone();
     let supervisor = Arc::new(Supervisor::open(config).context("opening the metadata store")?);
     let listener = bind(&address).with_context(|| format!("listening on {}", address.display()))?;
+    // Shims forward events here; up before recovery, so the ones found running can resend.
+    let ttrpc_address = supervisor.config.ttrpc_address.clone();
+    let endpoint = EventsEndpoint::start(&ttrpc_address, supervisor.events.clone())
+        .await
+        .with_context(|| format!("listening on {}", ttrpc_address.display()))?;
+    supervisor.runtime.recover(&supervisor.store).await;
     tracing::info!(address = %address.display(), "serving");
     let result = Server::builder()
         .add_service(VersionServer::new(VersionService))
@@ -43,9 +58,17 @@ pub async fn run(config: Config) -> Result<()> {
         .add_service(IntrospectionServer::new(IntrospectionService::new(
             supervisor.clone(),
         )))
+        .add_service(ContainersServer::new(ContainersService::new(
+            supervisor.clone(),
+        )))
+        .add_service(EventsServer::new(EventsService::new(supervisor.clone())))
+        .add_service(LeasesServer::new(LeasesService::new(supervisor.clone())))
+        .add_service(TasksServer::new(TasksService::new(supervisor.clone())))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop_signal())
         .await;
     let _ = fs::remove_file(&address);
+    endpoint.stop().await;
+    let _ = fs::remove_file(&ttrpc_address);
     tracing::info!("stopped");
     result.context("serving gRPC")
 }

@@ -38,7 +38,7 @@ impl Fields for Envelope {
 /// Why an event was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EventError {
-    #[error("event topic {0:?} must start with '/' and have no empty or whitespace elements")]
+    #[error("event topic {0:?} must be '/' and '/'-separated identifiers")]
     Topic(String),
 }
 
@@ -101,13 +101,13 @@ impl Subscription {
     }
 }
 
-/// containerd's topic rule: `/`-separated, non-empty elements without whitespace.
+/// containerd's topic rule: `/` then `/`-separated identifiers.
 fn validate_topic(topic: &str) -> Result<(), EventError> {
     let bad = || EventError::Topic(topic.to_string());
     let rest = topic.strip_prefix('/').ok_or_else(bad)?;
     if rest
         .split('/')
-        .any(|e| e.is_empty() || e.chars().any(char::is_whitespace))
+        .any(|e| crate::identifiers::validate(e).is_err())
     {
         return Err(bad());
     }
@@ -155,7 +155,14 @@ mod tests {
     #[test]
     fn topics_are_checked() {
         let exchange = Exchange::new();
-        for bad in ["tasks/start", "/", "/tasks//start", "/tasks/st art", ""] {
+        for bad in [
+            "tasks/start",
+            "/",
+            "/tasks//start",
+            "/tasks/st art",
+            "",
+            "/tasks/-x",
+        ] {
             assert!(exchange.publish(event("n", bad)).is_err(), "{bad:?}");
         }
         assert!(exchange.publish(event("n", "/tasks/exit")).is_ok());

@@ -6,8 +6,9 @@
 //! fieldpath := field ("." field)*
 //! field     := quoted | [A-Za-z_][A-Za-z0-9_]*
 //! operator  := "==" | "!=" | "~="                "~=": the value is a regular expression
-//! value     := quoted | [^,\s]+                 (quoted if it starts with '"' or '/')
-//! quoted    := '"' ... '"' (with \" \\ escapes) | '/' ... '/' (with \/)
+//! value     := quoted | [^,\s]+                 (quoted if it starts with '"', '/' or '|')
+//! quoted    := '"' ... '"' (with \" \\ escapes) | '/' ... '/' | '|' ... '|' (regexes; dockerd
+//!              subscribes with `topic~=|^/tasks/|`)
 //! ```
 //!
 //! An object is matched through [`Fields`], which names its values by field path.
@@ -205,7 +206,7 @@ impl Parser<'_> {
 
     fn value(&mut self) -> Result<String, FilterError> {
         match self.peek() {
-            Some('"') | Some('/') => self.quoted(),
+            Some('"') | Some('/') | Some('|') => self.quoted(),
             _ => {
                 let start = self.at;
                 while self.peek().is_some_and(|c| !c.is_whitespace() && c != ',') {
@@ -322,6 +323,8 @@ mod tests {
         assert!(!passes(&["labels.missing"]));
         assert!(passes(&["id~=^web-[0-9]$"]));
         assert!(passes(&["id~=/^web-\\d$/"]));
+        assert!(passes(&["id~=|^web-|"]), "dockerd's quoting");
+        assert!(!passes(&["id~=|^db-|"]));
         assert!(passes(&["labels.app==web, id!=db"]));
         assert!(!passes(&["labels.app==web,id==db"]));
         assert!(passes(&["id==db", "labels.app==web"]), "filters are ORed");

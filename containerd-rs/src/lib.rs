@@ -3,10 +3,14 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod containers;
 pub mod daemon;
 pub mod events;
 pub mod filters;
 pub mod grpc;
 pub mod identifiers;
+pub mod leases;
 pub mod metadata;
+pub mod runtime;
 pub mod supervisor;
+pub mod tasks;

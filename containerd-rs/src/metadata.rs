@@ -10,8 +10,16 @@
 //!                                                 (containers: the gRPC message's bytes)
 //! ```
 //!
+//! Kinds, each documented by the module that owns it:
+//!
+//! ```text
+//! containers   id = container id   value = prost `containers.v1.Container`    crate::containers
+//! leases       id = lease id       value = JSON {created_at, labels,           crate::leases
+//!                                          resources: [{type, id}]}
+//! ```
+//!
 //! A namespace is created by the first object put in it (as containerd does) and can only be
-//! deleted when it holds no object.
+//! deleted when it holds no object but leases, which go with it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,6 +30,9 @@ use crate::identifiers;
 
 const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+
+/// Kinds that do not keep a namespace alive: containerd deletes a namespace's leases with it.
+const DROPPED_WITH_NAMESPACE: [&str; 1] = ["leases"];
 
 /// Labels of a namespace.
 pub type Labels = BTreeMap<String, String>;
@@ -141,16 +152,24 @@ impl Store {
     /// Deletes `namespace`, which must hold no object.
     pub fn delete_namespace(&self, namespace: &str) -> Result<()> {
         self.write(|txn| {
-            let objects = txn.open_table(OBJECTS).map_err(storage)?;
+            let mut objects = txn.open_table(OBJECTS).map_err(storage)?;
             let start = prefix(namespace, "");
-            if let Some(entry) = objects.range(start.as_str()..).map_err(storage)?.next() {
+            let mut leftovers = Vec::new();
+            for entry in objects.range(start.as_str()..).map_err(storage)? {
                 let (k, _) = entry.map_err(storage)?;
-                if let Some(rest) = k.value().strip_prefix(start.as_str()) {
-                    let kind = rest.split('\0').next().unwrap_or("objects");
+                let Some(rest) = k.value().strip_prefix(start.as_str()) else {
+                    break;
+                };
+                let kind = rest.split('\0').next().unwrap_or("objects");
+                if !DROPPED_WITH_NAMESPACE.contains(&kind) {
                     return Err(MetadataError::FailedPrecondition(format!(
                         "namespace {namespace:?} must be empty, but it still has {kind}"
                     )));
                 }
+                leftovers.push(k.value().to_string());
+            }
+            for key in &leftovers {
+                objects.remove(key.as_str()).map_err(storage)?;
             }
             let mut table = txn.open_table(NAMESPACES).map_err(storage)?;
             if table.remove(namespace).map_err(storage)?.is_none() {
@@ -296,7 +315,12 @@ mod tests {
         assert!(matches!(err, MetadataError::FailedPrecondition(_)), "{err}");
         assert!(err.to_string().contains("containers"));
         s.delete("n1", "containers", "c1").unwrap();
+        s.create("n1", "leases", "l1", b"{}").unwrap();
         s.delete_namespace("n1").unwrap();
+        assert!(
+            matches!(s.get("n1", "leases", "l1"), Err(MetadataError::NotFound(_))),
+            "leases go with it"
+        );
         assert!(s.namespaces().unwrap().is_empty());
     }
 

@@ -11,6 +11,7 @@ use keel_proto::prost::{Message, Name};
 use crate::config::Config;
 use crate::events::{Envelope, Exchange};
 use crate::metadata::{MetadataError, Store};
+use crate::runtime::Manager;
 
 /// The supervisor's shared state.
 #[derive(Debug)]
@@ -18,6 +19,8 @@ pub struct Supervisor {
     pub config: Config,
     pub store: Store,
     pub events: Exchange,
+    /// The tasks and their shims (the runtime v2 manager).
+    pub runtime: Manager,
     /// Stable across restarts (kept in `<root>/uuid`), as containerd's server uuid is.
     pub uuid: String,
 }
@@ -28,10 +31,13 @@ impl Supervisor {
         let store = Store::open(&config.root)?;
         let uuid = load_or_create_uuid(&config.root.join("uuid"))
             .map_err(|e| MetadataError::Storage(format!("server uuid: {e}")))?;
+        let events = Exchange::new();
+        let runtime = Manager::new(&config, events.clone());
         Ok(Self {
             config,
             store,
-            events: Exchange::new(),
+            events,
+            runtime,
             uuid,
         })
     }

@@ -29,6 +29,14 @@ pub fn keel_shim() -> Result<PathBuf> {
 /// Env var naming the `containerd-shim-keel-v2` binary to test.
 pub const KEEL_SHIM_ENV: &str = "KEEL_SHIM_BIN";
 
+/// `keel-containerd`: `$KEEL_CONTAINERD_BIN`, else built and found as [`keel_runtime`] is.
+pub fn keel_containerd() -> Result<PathBuf> {
+    workspace_binary(KEEL_CONTAINERD_ENV, "keel-containerd", "keel-containerd")
+}
+
+/// Env var naming the `keel-containerd` binary to test.
+pub const KEEL_CONTAINERD_ENV: &str = "KEEL_CONTAINERD_BIN";
+
 fn workspace_binary(env_var: &str, package: &'static str, name: &str) -> Result<PathBuf> {
     if let Some(bin) = env::var_os(env_var) {
         return Ok(PathBuf::from(bin));

@@ -368,7 +368,18 @@ impl Shim {
         let result = self.run_exec(c, &p, &spec_file, &pid_file).await;
         let _ = fs::remove_file(&spec_file);
         let _ = fs::remove_file(&pid_file);
-        let pid = result?;
+        let pid = match result {
+            Ok(pid) => pid,
+            Err(e) => {
+                // Never started, never to exit: its waiters are answered now, as the runc shim
+                // does, and it can be deleted.
+                p.set_exited(ExitInfo {
+                    status: 255,
+                    at: SystemTime::now(),
+                });
+                return Err(e);
+            }
+        };
         p.set_running(pid);
         let mut event = TaskExecStarted::new();
         event.container_id = c.id.clone();
@@ -569,6 +580,19 @@ impl Shim {
             status: 137,
             at: SystemTime::now(),
         });
+        // A task deleted before it ran: its waiters get the kill's status.
+        c.init.set_exited(exit);
+        for exec in c
+            .execs
+            .lock()
+            .map(|e| e.values().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            exec.set_exited(ExitInfo {
+                status: 137,
+                at: exit.at,
+            });
+        }
         if let Some(io) = c.init.io() {
             io.drain(DRAIN_LIMIT).await;
         }

@@ -16,6 +16,10 @@ const PLUGINS: &[(&str, &str)] = &[
     ("io.containerd.grpc.v1", "version"),
     ("io.containerd.grpc.v1", "namespaces"),
     ("io.containerd.grpc.v1", "introspection"),
+    ("io.containerd.grpc.v1", "containers"),
+    ("io.containerd.grpc.v1", "events"),
+    ("io.containerd.grpc.v1", "leases"),
+    ("io.containerd.lease.v1", "manager"),
     ("io.containerd.metadata.v1", "redb"),
     ("io.containerd.event.v1", "exchange"),
 ];

@@ -1,8 +1,12 @@
 //! The gRPC side: one thin adapter per containerd service, converting requests and answers and
 //! mapping errors to containerd's codes. The logic lives in the crate's other modules.
 
+pub mod containers;
+pub mod events;
 pub mod introspection;
+pub mod leases;
 pub mod namespaces;
+pub mod tasks;
 pub mod version;
 
 use std::time::SystemTime;

@@ -38,8 +38,9 @@ fn to_proto(name: String, labels: Labels) -> Namespace {
     }
 }
 
+/// Labels as stored: an empty value removes the label (`ctr namespaces label NS key=`).
 fn labels(map: HashMap<String, String>) -> Labels {
-    map.into_iter().collect()
+    map.into_iter().filter(|(_, v)| !v.is_empty()).collect()
 }
 
 impl Fields for Namespace {
@@ -125,7 +126,7 @@ impl Namespaces for NamespacesService {
         }
         for path in &paths {
             match path.split_once('.') {
-                Some(("labels", key)) => match ns.labels.get(key) {
+                Some(("labels", key)) => match ns.labels.get(key).filter(|v| !v.is_empty()) {
                     Some(value) => {
                         current.insert(key.to_string(), value.clone());
                     }
@@ -146,12 +147,13 @@ impl Namespaces for NamespacesService {
             .store
             .update_namespace(&ns.name, &current)
             .map_err(status)?;
+        // As containerd: the event carries the labels of the request, not the result.
         self.supervisor.publish(
             &caller,
             topics::NAMESPACE_UPDATE,
             &NamespaceUpdate {
                 name: ns.name.clone(),
-                labels: current.clone().into_iter().collect(),
+                labels: ns.labels.clone(),
             },
         );
         // containerd 1.6 answers an empty namespace here.
@@ -164,14 +166,17 @@ impl Namespaces for NamespacesService {
         &self,
         request: Request<DeleteNamespaceRequest>,
     ) -> Result<Response<()>, Status> {
-        let caller = namespace(&request)?;
+        // The header is required (as containerd requires it), but containerd publishes the
+        // delete in the deleted namespace itself.
+        namespace(&request)?;
         let name = request.into_inner().name;
         self.supervisor
             .store
             .delete_namespace(&name)
             .map_err(status)?;
+        let event = NamespaceDelete { name: name.clone() };
         self.supervisor
-            .publish(&caller, topics::NAMESPACE_DELETE, &NamespaceDelete { name });
+            .publish(&name, topics::NAMESPACE_DELETE, &event);
         Ok(Response::new(()))
     }
 }

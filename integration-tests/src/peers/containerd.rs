@@ -8,6 +8,9 @@
 //! and configured (see [`super::keel_shim`]). It can be SIGKILLed and restarted on the same
 //! config and dirs, its shims and containers running on meanwhile.
 //!
+//! The daemon may be a drop-in for containerd instead ([`Program`]): keel-containerd runs in
+//! the same temp dir, with the same socket and cleanup (see [`super::keel_containerd`]).
+//!
 //! Dropping it deletes every task and container it still has, stops it, then sweeps what
 //! outlives it: its shims (any `containerd-shim-*` whose `-address` is its socket) and their
 //! sockets (`/run/containerd/s` for the stock shims; ours are under the temp dir), container
@@ -61,11 +64,23 @@ pub struct Environment {
     pub dirs: Vec<(String, PathBuf)>,
 }
 
+/// The daemon a [`Containerd`] runs: containerd itself, or a drop-in for it.
+#[derive(Debug, Clone)]
+pub struct Program {
+    /// Its name in messages (`containerd`, `keel-containerd`).
+    pub name: &'static str,
+    /// The binary.
+    pub binary: PathBuf,
+    /// Given its dirs, socket and log level as flags (`--root --state --address --log-level`)
+    /// rather than as containerd's `config.toml`.
+    pub flags: bool,
+}
+
 /// A running containerd and the namespace the test uses in it.
 #[derive(Debug)]
 pub struct Containerd {
     daemon: Option<Daemon>,
-    containerd: PathBuf,
+    program: Program,
     ctr: PathBuf,
     env: Environment,
     namespace: String,
@@ -81,9 +96,23 @@ impl Containerd {
 
     /// [`Containerd::start`] with `env` added to containerd's environment.
     pub fn start_with(env: Environment) -> Result<Peer<Self>> {
-        let (containerd, ctr) = match Self::installed() {
-            Ok(found) => found,
+        let containerd = match Self::installed() {
+            Ok((containerd, _)) => containerd,
             Err(why) => return Ok(Peer::Unavailable(why)),
+        };
+        let program = Program {
+            name: "containerd",
+            binary: containerd,
+            flags: false,
+        };
+        Self::start_program(program, env)
+    }
+
+    /// [`Containerd::start_with`] running `program` in containerd's place.
+    pub fn start_program(program: Program, env: Environment) -> Result<Peer<Self>> {
+        let Some(ctr) = find_binary("ctr", &["/usr/bin/ctr"]) else {
+            let why = "ctr is not installed (apt-get install containerd)";
+            return Ok(Peer::Unavailable(why.to_string()));
         };
         let dir = tempfile::Builder::new()
             .prefix("keel-ctrd-")
@@ -103,7 +132,7 @@ impl Containerd {
         }
         let mut this = Self {
             daemon: None,
-            containerd,
+            program,
             ctr,
             env,
             namespace: unique_id("keel-it"),
@@ -113,7 +142,7 @@ impl Containerd {
             Ok(()) => Ok(Peer::Ready(this)),
             Err(why) => Ok(Peer::Unavailable(format!(
                 "{} cannot run here: {why}",
-                this.containerd.display()
+                this.program.binary.display()
             ))),
         }
     }
@@ -133,8 +162,18 @@ impl Containerd {
     /// Spawns containerd on the config in the temp dir and waits until it answers; the inner
     /// error says why it did not, with its log tail.
     fn spawn_and_wait(&mut self) -> Result<std::result::Result<(), String>> {
-        let mut cmd = Command::new(&self.containerd);
-        cmd.arg("--config").arg(self.dir().join("config.toml"));
+        let mut cmd = Command::new(&self.program.binary);
+        if self.program.flags {
+            cmd.arg("--root")
+                .arg(self.dir().join("root"))
+                .arg("--state")
+                .arg(self.dir().join("state"))
+                .arg("--address")
+                .arg(self.address())
+                .args(["--log-level", "debug"]);
+        } else {
+            cmd.arg("--config").arg(self.dir().join("config.toml"));
+        }
         let mut path = vec![self.dir().join("bin")];
         path.extend(self.env.path_first.iter().cloned());
         path.extend(std::env::split_paths(
@@ -151,7 +190,7 @@ impl Containerd {
             cmd.env(name, self.dir().join(relative));
         }
         let log = self.log();
-        let mut daemon = Daemon::spawn("containerd", &mut cmd, &log)?;
+        let mut daemon = Daemon::spawn(self.program.name, &mut cmd, &log)?;
         let socket = self.address();
         let ctr = self.ctr.clone();
         let answered = process::wait_for(&mut daemon, START_TIMEOUT, || {
@@ -161,7 +200,8 @@ impl Containerd {
         let why = match answered {
             Ok(true) => return Ok(Ok(())),
             Ok(false) => format!(
-                "containerd did not answer on {} within {}s",
+                "{} did not answer on {} within {}s",
+                self.program.name,
                 socket.display(),
                 START_TIMEOUT.as_secs()
             ),
@@ -189,7 +229,10 @@ impl Containerd {
     pub fn restart(&mut self) -> Result<()> {
         if let Some(daemon) = self.daemon.as_mut() {
             if daemon.exited().is_none() {
-                bail!("containerd is still running: kill it before restarting it");
+                bail!(
+                    "{} is still running: kill it before restarting it",
+                    self.program.name
+                );
             }
         }
         // A SIGKILLed containerd leaves its sockets behind.
@@ -197,7 +240,7 @@ impl Containerd {
         let _ = fs::remove_file(self.dir().join("containerd.sock.ttrpc"));
         match self.spawn_and_wait()? {
             Ok(()) => Ok(()),
-            Err(why) => bail!("restarting containerd: {why}"),
+            Err(why) => bail!("restarting {}: {why}", self.program.name),
         }
     }
 
@@ -306,7 +349,12 @@ impl Containerd {
     pub fn problems(&self, n: usize) -> String {
         process::log_lines(
             &self.log(),
-            |l| l.contains("level=error") || l.contains("level=warning"),
+            // containerd's logrus lines, and the tracing lines of a drop-in.
+            |l| {
+                ["level=error", "level=warning", " ERROR ", " WARN "]
+                    .iter()
+                    .any(|level| l.contains(level))
+            },
             n,
         )
     }

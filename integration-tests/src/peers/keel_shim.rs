@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use super::containerd::{self, Containerd, Environment};
+use super::keel_containerd::Supervisor;
 use super::outcome::{self, Outcome, CLIENT_TIMEOUT};
 use super::process;
 use super::Peer;
@@ -81,7 +82,7 @@ impl Stack {
 
     /// containerd's environment for this stack; builds our shim and keel-runtime if it needs
     /// them.
-    fn environment(self) -> Result<Environment> {
+    pub fn environment(self) -> Result<Environment> {
         if !self.is_keel_shim() {
             return Ok(Environment::default());
         }
@@ -109,17 +110,30 @@ pub struct ShimHost {
     rootfs: PathBuf,
     fifos: PathBuf,
     runc_root: PathBuf,
+    runc: Option<PathBuf>,
 }
 
 impl ShimHost {
     /// Starts a containerd set up for `stack` and makes the rootfs; `Unavailable` if
     /// containerd cannot run here.
     pub fn start(stack: Stack) -> Result<Peer<Self>> {
-        // Before building our shim: a machine without containerd skips.
-        if let Err(why) = Containerd::installed() {
-            return Ok(Peer::Unavailable(why));
+        Self::start_on(Supervisor::Containerd, stack)
+    }
+
+    /// [`ShimHost::start`] on `supervisor` (containerd, or keel-containerd in its place).
+    pub fn start_on(supervisor: Supervisor, stack: Stack) -> Result<Peer<Self>> {
+        // Before building our shim: a machine without containerd (or its stock shim, when
+        // that is the one used) skips.
+        if supervisor == Supervisor::Containerd || stack == Stack::RuncShim {
+            if let Err(why) = Containerd::installed() {
+                return Ok(Peer::Unavailable(why));
+            }
         }
-        let ctrd = match Containerd::start_with(stack.environment()?)? {
+        let runc = match stack {
+            Stack::RuncShim => Some(binary::runc()?),
+            Stack::KeelShimOnRunc | Stack::KeelShim => None,
+        };
+        let ctrd = match supervisor.start(stack.environment()?)? {
             Peer::Ready(ctrd) => ctrd,
             Peer::Unavailable(why) => return Ok(Peer::Unavailable(why)),
         };
@@ -128,6 +142,7 @@ impl ShimHost {
         Ok(Peer::Ready(Self {
             fifos: ctrd.subdir("fifo")?,
             runc_root: ctrd.subdir("runc-root")?,
+            runc,
             rootfs,
             ctrd,
             stack,
@@ -159,8 +174,8 @@ impl ShimHost {
         self.ctrd.problems(30)
     }
 
-    /// `ctr run <flags> --runtime R --fifo-dir F --rootfs ROOTFS id argv...` (and the stock
-    /// shim's runc state in the temp dir, `--runc-root`).
+    /// `ctr run <flags> --runtime R --fifo-dir F --rootfs ROOTFS id argv...` (and for the
+    /// stock shim, runc's state in the temp dir, `--runc-root`, and `--runc-binary`).
     pub fn run(&self, flags: &[&str], id: &str, argv: &[&str]) -> Result<Outcome> {
         self.ctrd.ctr(&self.run_args(flags, id, argv))
     }
@@ -172,6 +187,9 @@ impl ShimHost {
         args.extend(["--runtime".into(), self.stack.runtime_name().into()]);
         if !self.stack.is_keel_shim() {
             args.extend(["--runc-root".into(), self.runc_root.display().to_string()]);
+        }
+        if let Some(runc) = &self.runc {
+            args.extend(["--runc-binary".into(), runc.display().to_string()]);
         }
         args.extend(["--fifo-dir".into(), self.fifos.display().to_string()]);
         args.extend(["--rootfs".into(), self.rootfs.display().to_string()]);

@@ -14,10 +14,12 @@
 pub mod containerd;
 pub mod ctr_events;
 pub mod dockerd;
+pub mod keel_containerd;
 pub mod keel_shim;
 pub mod outcome;
 pub mod process;
 pub mod shim_scenario;
+pub mod supervisor_scenario;
 
 pub use outcome::{Outcome, Transcript};
 

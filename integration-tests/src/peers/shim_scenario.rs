@@ -7,6 +7,7 @@
 use anyhow::{bail, Context, Result};
 
 use super::ctr_events::CtrEvents;
+use super::keel_containerd::Supervisor;
 use super::keel_shim::{ShimHost, Stack, WAIT};
 use super::outcome::{expect_same, Outcome, Transcript};
 use super::Peer;
@@ -19,18 +20,32 @@ pub type Scenario = fn(&mut ShimHost, &mut Transcript) -> Result<()>;
 /// failed step is an error naming the stack, with the steps so far and containerd's log;
 /// `None` when containerd cannot run here (the calling test is skipped).
 pub fn run_scenario(stack: Stack, scenario: Scenario) -> Result<Option<(Transcript, String)>> {
-    let mut h = match ShimHost::start(stack)? {
+    run_scenario_on(Supervisor::Containerd, stack, scenario)
+}
+
+/// [`run_scenario`] on `supervisor`; the transcript is named after both (unless the supervisor
+/// is containerd, the shim tests' setting).
+pub fn run_scenario_on(
+    supervisor: Supervisor,
+    stack: Stack,
+    scenario: Scenario,
+) -> Result<Option<(Transcript, String)>> {
+    let name = match supervisor {
+        Supervisor::Containerd => stack.name().to_string(),
+        Supervisor::KeelContainerd => format!("{} on {}", stack.name(), supervisor.name()),
+    };
+    let mut h = match ShimHost::start_on(supervisor, stack)? {
         Peer::Ready(h) => h,
         Peer::Unavailable(why) => {
             crate::skip::skip(module_path!(), &why);
             return Ok(None);
         }
     };
-    let mut t = Transcript::new(stack.name());
+    let mut t = Transcript::new(&name);
     scenario(&mut h, &mut t).with_context(|| {
         format!(
-            "on {}, after:\n{t}containerd's log:\n{}",
-            stack.name(),
+            "on {name}, after:\n{t}{}'s log:\n{}",
+            supervisor.name(),
             h.problems()
         )
     })?;
