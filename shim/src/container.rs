@@ -11,10 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use containerd_shim_protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
-    TaskResumed, TaskStart,
+    TaskCreate, TaskDelete, TaskExit, TaskIO, TaskOOM, TaskStart,
 };
-use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::types::mount::Mount;
 use tokio::sync::watch;
 
@@ -22,12 +20,15 @@ use crate::console::ConsoleSocket;
 use crate::error::{Result, ShimError};
 use crate::events::{timestamp, Publisher};
 use crate::mounts::{self, RootfsMount};
+use crate::oom;
 use crate::options::Options;
 use crate::process::{ExitInfo, Process, Status};
 use crate::reaper::{Exit, Reaper};
 use crate::runtime::{self, CreateOpts, Runtime};
 use crate::stdio::{self, Copying, Endpoints, StdioPaths};
-use crate::{metrics, oom};
+
+mod control;
+mod exec;
 
 /// How long a delete waits for the last of a process's output to be copied.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
@@ -350,127 +351,6 @@ impl Shim {
             .map_err(|e| ShimError::io(format!("running {}", runtime.binary()), e))
     }
 
-    async fn start_exec(&self, c: &Container, exec_id: &str) -> Result<u32> {
-        let p = c.process(exec_id)?;
-        if p.pid() != 0 || p.exit().is_some() {
-            return Err(ShimError::FailedPrecondition(format!(
-                "exec {exec_id:?} was already started"
-            )));
-        }
-        if c.init.exit().is_some() {
-            return Err(ShimError::FailedPrecondition(format!(
-                "container {:?} is not running",
-                c.id
-            )));
-        }
-        let spec_file = c.bundle.join(format!("exec-{exec_id}.json"));
-        let pid_file = c.bundle.join(format!("exec-{exec_id}.pid"));
-        let result = self.run_exec(c, &p, &spec_file, &pid_file).await;
-        let _ = fs::remove_file(&spec_file);
-        let _ = fs::remove_file(&pid_file);
-        let pid = match result {
-            Ok(pid) => pid,
-            Err(e) => {
-                // Never started, never to exit: its waiters are answered now, as the runc shim
-                // does, and it can be deleted.
-                p.set_exited(ExitInfo {
-                    status: 255,
-                    at: SystemTime::now(),
-                });
-                return Err(e);
-            }
-        };
-        p.set_running(pid);
-        let mut event = TaskExecStarted::new();
-        event.container_id = c.id.clone();
-        event.exec_id = exec_id.to_string();
-        event.pid = pid;
-        self.events.publish(&event);
-        Ok(pid)
-    }
-
-    async fn run_exec(
-        &self,
-        c: &Container,
-        p: &Process,
-        spec_file: &Path,
-        pid_file: &Path,
-    ) -> Result<u32> {
-        fs::write(spec_file, &p.spec)
-            .map_err(|e| ShimError::io("writing the exec's process spec", e))?;
-        let endpoints =
-            Endpoints::open(&p.stdio).map_err(|e| ShimError::io("opening the exec's stdio", e))?;
-        let (ends, shim_ends) =
-            stdio::pipes(&p.stdio).map_err(|e| ShimError::io("making stdio pipes", e))?;
-        let console = self.console_socket(p.stdio.terminal)?;
-        let mut cmd = c.runtime.exec(
-            &c.id,
-            spec_file,
-            pid_file,
-            console.as_ref().map(ConsoleSocket::path),
-        );
-        ends.apply(&mut cmd);
-        let output = self.run(&mut cmd, &c.runtime).await?;
-        c.runtime.check("exec", output)?;
-        let pid = read_pid(pid_file)?;
-        let master = console
-            .map(|s| s.receive())
-            .transpose()
-            .map_err(|e| ShimError::io("receiving the terminal", e))?;
-        let io = Copying::start(endpoints, shim_ends, master)
-            .map_err(|e| ShimError::io("copying stdio", e))?;
-        p.set_io(io);
-        Ok(pid)
-    }
-
-    /// Registers an exec (started by a later Start).
-    pub async fn exec(
-        &self,
-        id: &str,
-        exec_id: &str,
-        stdio: StdioPaths,
-        spec: Vec<u8>,
-    ) -> Result<()> {
-        let _lifecycle = self.lifecycle.lock().await;
-        let c = self.container(id)?;
-        validate_exec_id(exec_id)?;
-        if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&spec).is_err() {
-            return Err(ShimError::InvalidArgument(format!(
-                "exec {exec_id:?}: the process spec is not a JSON object"
-            )));
-        }
-        match (c.init.exit(), c.init.status()) {
-            (Some(_), _) => {
-                let why = format!("container {id:?} is not running");
-                return Err(ShimError::FailedPrecondition(why));
-            }
-            (None, Status::Paused) => {
-                let why = format!("cannot exec in container {id:?}: it is paused");
-                return Err(ShimError::FailedPrecondition(why));
-            }
-            _ => {}
-        }
-        let mut execs = c
-            .execs
-            .lock()
-            .map_err(|_| ShimError::Unimplemented("exec table poisoned".into()))?;
-        if execs.contains_key(exec_id) {
-            return Err(ShimError::AlreadyExists(format!(
-                "exec {exec_id:?} already exists in container {id:?}"
-            )));
-        }
-        execs.insert(
-            exec_id.to_string(),
-            Arc::new(Process::new(exec_id.to_string(), stdio, spec)),
-        );
-        drop(execs);
-        let mut event = TaskExecAdded::new();
-        event.container_id = id.to_string();
-        event.exec_id = exec_id.to_string();
-        self.events.publish(&event);
-        Ok(())
-    }
-
     /// The state of the init or an exec.
     pub fn state(&self, id: &str, exec_id: &str) -> Result<ProcessView> {
         let c = self.container(id)?;
@@ -481,47 +361,6 @@ impl Shim {
             status: p.status(),
             stdio: p.stdio.clone(),
             exit: p.exit(),
-        })
-    }
-
-    /// Signals the init (through the runtime; `all`: every process of the container) or an exec.
-    pub async fn kill(&self, id: &str, exec_id: &str, signal: u32, all: bool) -> Result<()> {
-        let c = self.container(id)?;
-        let p = c.process(exec_id)?;
-        if p.exit().is_some() {
-            return Err(ShimError::NotFound(format!(
-                "process {} already finished",
-                p.pid()
-            )));
-        }
-        if exec_id.is_empty() {
-            let output = self
-                .run(&mut c.runtime.kill(id, signal, all), &c.runtime)
-                .await?;
-            return c.runtime.check("kill", output).map(drop).map_err(|e| {
-                // The init may have exited between the check above and the runtime's.
-                if c.init.exit().is_some() {
-                    ShimError::NotFound(format!("process {} already finished", p.pid()))
-                } else {
-                    e.into()
-                }
-            });
-        }
-        if p.pid() == 0 {
-            return Err(ShimError::FailedPrecondition(format!(
-                "exec {exec_id:?} is not started"
-            )));
-        }
-        let sig = i32::try_from(signal)
-            .ok()
-            .and_then(|s| nix::sys::signal::Signal::try_from(s).ok())
-            .ok_or_else(|| ShimError::InvalidArgument(format!("invalid signal {signal}")))?;
-        let pid = nix::unistd::Pid::from_raw(p.pid() as i32);
-        nix::sys::signal::kill(pid, sig).map_err(|e| match e {
-            nix::errno::Errno::ESRCH => {
-                ShimError::NotFound(format!("process {pid} already finished"))
-            }
-            e => ShimError::io(format!("signalling process {pid}"), e.into()),
         })
     }
 
@@ -612,109 +451,6 @@ impl Shim {
         Ok((c.init.pid(), exit))
     }
 
-    /// Resizes the terminal of the init or an exec (no-op without one).
-    pub fn resize_pty(&self, id: &str, exec_id: &str, width: u32, height: u32) -> Result<()> {
-        let p = self.container(id)?.process(exec_id)?;
-        match p.io() {
-            Some(io) => match io.master() {
-                Some(m) => m
-                    .resize(width, height)
-                    .map_err(|e| ShimError::io("resizing the terminal", e)),
-                None => Ok(()),
-            },
-            None => Ok(()),
-        }
-    }
-
-    /// Closes the stdin of the init or an exec.
-    pub fn close_io(&self, id: &str, exec_id: &str, stdin: bool) -> Result<()> {
-        let p = self.container(id)?.process(exec_id)?;
-        if let (true, Some(io)) = (stdin, p.io()) {
-            io.close_stdin();
-        }
-        Ok(())
-    }
-
-    /// The container's pids, with the exec id of those that are execs.
-    pub async fn pids(&self, id: &str) -> Result<Vec<(u32, Option<String>)>> {
-        let c = self.container(id)?;
-        let output = self.run(&mut c.runtime.ps(id), &c.runtime).await?;
-        let pids = runtime::parse_pids(&c.runtime.check("ps", output)?.stdout)?;
-        Ok(pids
-            .into_iter()
-            .map(|pid| {
-                let exec = c
-                    .by_pid(pid)
-                    .map(|p| p.exec_id.clone())
-                    .filter(|e| !e.is_empty());
-                (pid, exec)
-            })
-            .collect())
-    }
-
-    /// Pauses (`true`) or resumes the container.
-    pub async fn pause(&self, id: &str, pause: bool) -> Result<()> {
-        let _lifecycle = self.lifecycle.lock().await;
-        let c = self.container(id)?;
-        let (from, op) = if pause {
-            (Status::Running, "pause")
-        } else {
-            (Status::Paused, "resume")
-        };
-        if c.init.status() != from {
-            return Err(ShimError::FailedPrecondition(format!(
-                "cannot {op} container {id:?}: it is {:?}",
-                c.init.status()
-            )));
-        }
-        let mut cmd = if pause {
-            c.runtime.pause(id)
-        } else {
-            c.runtime.resume(id)
-        };
-        let output = self.run(&mut cmd, &c.runtime).await?;
-        c.runtime.check(op, output)?;
-        c.init.set_paused(pause);
-        if pause {
-            let mut event = TaskPaused::new();
-            event.container_id = id.to_string();
-            self.events.publish(&event);
-        } else {
-            let mut event = TaskResumed::new();
-            event.container_id = id.to_string();
-            self.events.publish(&event);
-        }
-        Ok(())
-    }
-
-    /// The container's cgroup metrics.
-    pub async fn stats(&self, id: &str) -> Result<Any> {
-        let c = self.container(id)?;
-        let output = self.run(&mut c.runtime.stats(id), &c.runtime).await?;
-        let output = c.runtime.check("events", output)?;
-        metrics::from_runtime_stats(&output.stdout)
-            .map_err(|e| ShimError::io("reading the runtime's stats", std::io::Error::other(e)))
-    }
-
-    /// Updates the container's resources (`LinuxResources` JSON).
-    pub async fn update(&self, id: &str, resources: &[u8]) -> Result<()> {
-        let c = self.container(id)?;
-        if serde_json::from_slice::<serde_json::Value>(resources).is_err() {
-            return Err(ShimError::InvalidArgument(
-                "resources are not JSON LinuxResources".into(),
-            ));
-        }
-        let output = self
-            .reaper
-            .run(&mut c.runtime.update(id), Some(resources))
-            .await
-            .map_err(|e| ShimError::io(format!("running {}", c.runtime.binary()), e))?;
-        c.runtime
-            .check("update", output)
-            .map(drop)
-            .map_err(Into::into)
-    }
-
     /// The init's pid (0 before create).
     pub fn task_pid(&self) -> u32 {
         self.current().map_or(0, |c| c.init.pid())
@@ -769,27 +505,6 @@ fn check_bundle(bundle: &Path) -> Result<()> {
     Ok(())
 }
 
-/// containerd's identifier rule: letters, digits, `.`, `_`, `-`, starting with a letter or
-/// digit, at most 76 bytes. The exec id becomes part of file names in the bundle.
-fn validate_exec_id(exec_id: &str) -> Result<()> {
-    let ok = !exec_id.is_empty()
-        && exec_id.len() <= 76
-        && exec_id
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && exec_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(ShimError::InvalidArgument(format!(
-            "invalid exec id {exec_id:?}"
-        )))
-    }
-}
-
 fn read_pid(path: &Path) -> Result<u32> {
     let text = fs::read_to_string(path)
         .map_err(|e| ShimError::io(format!("reading {}", path.display()), e))?;
@@ -829,16 +544,6 @@ fn task_create_event(spec: &CreateSpec, pid: u32) -> TaskCreate {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exec_ids_cannot_name_paths() {
-        for bad in ["", "../x", "a/b", ".hidden", "x y", &"a".repeat(77)] {
-            assert!(validate_exec_id(bad).is_err(), "{bad:?}");
-        }
-        for good in ["exec1", "a.b_c-d", "0"] {
-            assert!(validate_exec_id(good).is_ok(), "{good:?}");
-        }
-    }
 
     #[test]
     fn pid_namespace_of_the_bundle() {
