@@ -42,7 +42,9 @@ fn namespaces_and_containers(h: &mut ShimHost, t: &mut Transcript) -> Result<()>
     ctr(h, t, &["namespaces", "create", "it-a"])?;
     ctr(h, t, &["namespaces", "create", "it-a"])?;
     ctr(h, t, &["namespaces", "create", "it-b", "team=keel"])?;
-    ctr(h, t, &["namespaces", "label", "it-a", "a=1", "b=2"])?;
+    // One label per call: ctr sends one Update per label of a call, in Go's random map order.
+    ctr(h, t, &["namespaces", "label", "it-a", "a=1"])?;
+    ctr(h, t, &["namespaces", "label", "it-a", "b=2"])?;
     ctr(h, t, &["namespaces", "label", "it-a", "b="])?;
     ctr(h, t, &["namespaces", "ls"])?;
     ctr(h, t, &["namespaces", "ls", "-q"])?;
@@ -263,7 +265,8 @@ const NAMESPACES_AND_CONTAINERS: &[(&str, i32, &str)] = &[
     ("ctr namespaces create it-a", 0, ""),
     ("ctr namespaces create it-a", 1, ""),
     ("ctr namespaces create it-b team=keel", 0, ""),
-    ("ctr namespaces label it-a a=1 b=2", 0, ""),
+    ("ctr namespaces label it-a a=1", 0, ""),
+    ("ctr namespaces label it-a b=2", 0, ""),
     ("ctr namespaces label it-a b=", 0, ""),
     ("ctr namespaces ls", 0, "NAME LABELS    \nit-a a=1       \nit-b team=keel \n"),
     ("ctr namespaces ls -q", 0, "it-a\nit-b\n"),

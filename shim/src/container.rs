@@ -30,8 +30,10 @@ use crate::stdio::{self, Copying, Endpoints, StdioPaths};
 mod control;
 mod exec;
 
-/// How long a delete waits for the last of a process's output to be copied.
-const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// How long a delete waits for the last of a process's output to be copied. The runc shim
+/// waits 2 s; a loaded machine (CI: a 1 MiB stderr through a debug build) can need more, and
+/// output cut short is data lost, while the wait ends as soon as the copy does.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// What containerd asks to create.
 #[derive(Debug, Clone)]
