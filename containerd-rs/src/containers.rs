@@ -260,21 +260,10 @@ impl Fields for Container {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use keel_proto::containers::container::Runtime;
     use prost_types::Any;
 
-    fn supervisor() -> (tempfile::TempDir, Supervisor) {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            root: dir.path().join("root"),
-            state: dir.path().join("state"),
-            address: dir.path().join("c.sock"),
-            ttrpc_address: dir.path().join("c.sock.ttrpc"),
-            log_level: "info".into(),
-        };
-        (dir, Supervisor::open(config).unwrap())
-    }
+    use crate::test_support::supervisor;
 
     pub(super) fn any(type_url: &str, value: &[u8]) -> Any {
         Any {

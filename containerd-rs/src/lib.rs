@@ -14,3 +14,5 @@ pub mod metadata;
 pub mod runtime;
 pub mod supervisor;
 pub mod tasks;
+#[cfg(test)]
+mod test_support;

@@ -110,31 +110,18 @@ impl Containers for ContainersService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use keel_proto::containers::container::Runtime;
     use keel_proto::containers::Container;
     use tokio_stream::StreamExt;
     use tonic::Code;
 
     fn service() -> (tempfile::TempDir, ContainersService) {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            root: dir.path().join("root"),
-            state: dir.path().join("state"),
-            address: dir.path().join("c.sock"),
-            ttrpc_address: dir.path().join("c.sock.ttrpc"),
-            log_level: "info".into(),
-        };
-        let supervisor = Arc::new(Supervisor::open(config).unwrap());
+        let (dir, supervisor) = crate::test_support::shared_supervisor();
         (dir, ContainersService::new(supervisor))
     }
 
     fn in_ns<T>(message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        request
-            .metadata_mut()
-            .insert(keel_proto::NAMESPACE_METADATA_KEY, "ns".parse().unwrap());
-        request
+        crate::test_support::in_namespace("ns", message)
     }
 
     fn container(id: &str) -> Option<Container> {

@@ -162,31 +162,15 @@ impl Events for EventsService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use tokio_stream::StreamExt;
     use tonic::Code;
 
     fn service() -> (tempfile::TempDir, EventsService) {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            root: dir.path().join("root"),
-            state: dir.path().join("state"),
-            address: dir.path().join("c.sock"),
-            ttrpc_address: dir.path().join("c.sock.ttrpc"),
-            log_level: "info".into(),
-        };
-        let supervisor = Arc::new(Supervisor::open(config).unwrap());
+        let (dir, supervisor) = crate::test_support::shared_supervisor();
         (dir, EventsService::new(supervisor))
     }
 
-    fn in_namespace<T>(namespace: &str, message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        request.metadata_mut().insert(
-            keel_proto::NAMESPACE_METADATA_KEY,
-            namespace.parse().unwrap(),
-        );
-        request
-    }
+    use crate::test_support::in_namespace;
 
     fn event(type_url: &str) -> Option<Any> {
         Some(Any {

@@ -104,29 +104,16 @@ impl Leases for LeasesService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use keel_proto::leases::Resource;
     use tonic::Code;
 
     fn service() -> (tempfile::TempDir, LeasesService) {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            root: dir.path().join("root"),
-            state: dir.path().join("state"),
-            address: dir.path().join("c.sock"),
-            ttrpc_address: dir.path().join("c.sock.ttrpc"),
-            log_level: "info".into(),
-        };
-        let supervisor = Arc::new(Supervisor::open(config).unwrap());
+        let (dir, supervisor) = crate::test_support::shared_supervisor();
         (dir, LeasesService::new(supervisor))
     }
 
     fn in_ns<T>(message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        request
-            .metadata_mut()
-            .insert(keel_proto::NAMESPACE_METADATA_KEY, "ns".parse().unwrap());
-        request
+        crate::test_support::in_namespace("ns", message)
     }
 
     fn add(id: &str, kind: &str) -> Request<AddResourceRequest> {
