@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod containers;
+pub mod content;
 pub mod daemon;
 pub mod events;
 pub mod filters;

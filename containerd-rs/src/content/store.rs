@@ -1,0 +1,384 @@
+//! The content store's files: blobs addressed by their digest under
+//! `<root>/content/blobs/sha256/<hex>`, and ingests (writes in progress, resumable by ref) under
+//! `<root>/content/ingest/<sha256 of the ref>/{data,ref,total,expected}`. A blob appears under
+//! its digest only after the bytes written hash to it (and have the expected size): it is
+//! written in the ingest dir and renamed into place, so a reader never sees half a blob.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Why a content operation failed; the kinds map to containerd's errdefs.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+}
+
+pub type Result<T> = std::result::Result<T, ContentError>;
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ContentError {
+    let what = what.into();
+    move |source| ContentError::Io { what, source }
+}
+
+/// A `sha256:<64 hex>` digest, checked.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ContentDigest(String);
+
+impl ContentDigest {
+    /// Parses `sha256:<64 lowercase hex>`; other algorithms and malformed digests are refused.
+    pub fn parse(text: &str) -> Result<Self> {
+        let hex = text.strip_prefix("sha256:").ok_or_else(|| {
+            ContentError::InvalidArgument(format!("digest {text:?}: only sha256 is supported"))
+        })?;
+        let ok = hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !ok {
+            return Err(ContentError::InvalidArgument(format!(
+                "digest {text:?} is malformed"
+            )));
+        }
+        Ok(Self(text.to_string()))
+    }
+
+    fn of(hasher: Sha256) -> Self {
+        let hex: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self(format!("sha256:{hex}"))
+    }
+
+    fn hex(&self) -> &str {
+        &self.0["sha256:".len()..]
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The blob and ingest files under `<root>/content`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// An ingest's progress: bytes so far and the total announced (0 if none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestStatus {
+    pub reference: String,
+    pub offset: u64,
+    pub total: u64,
+    pub expected: Option<ContentDigest>,
+}
+
+impl Store {
+    /// The store under `<root>/content`.
+    pub fn open(root: &Path) -> Result<Self> {
+        let root = root.join("content");
+        for dir in [root.join("blobs/sha256"), root.join("ingest")] {
+            fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        }
+        Ok(Self { root })
+    }
+
+    /// Where the blob with `digest` lives (it may not exist).
+    pub fn blob_path(&self, digest: &ContentDigest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// The size of a stored blob.
+    pub fn size(&self, digest: &ContentDigest) -> Result<u64> {
+        match fs::metadata(self.blob_path(digest)) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(not_found(digest)),
+            Err(e) => Err(io_err(format!("stat of {}", digest.as_str()))(e)),
+        }
+    }
+
+    /// Reads `len` bytes (all if 0) of a blob from `offset`.
+    pub fn read(&self, digest: &ContentDigest, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let mut file = File::open(self.blob_path(digest)).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => not_found(digest),
+            _ => io_err(format!("opening {}", digest.as_str()))(e),
+        })?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(io_err("seeking"))?;
+        let mut out = Vec::new();
+        let reader: &mut dyn Read = &mut file;
+        if len == 0 {
+            reader.read_to_end(&mut out).map_err(io_err("reading"))?;
+        } else {
+            reader
+                .take(len)
+                .read_to_end(&mut out)
+                .map_err(io_err("reading"))?;
+        }
+        Ok(out)
+    }
+
+    /// Deletes a blob.
+    pub fn delete(&self, digest: &ContentDigest) -> Result<()> {
+        match fs::remove_file(self.blob_path(digest)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(not_found(digest)),
+            Err(e) => Err(io_err(format!("deleting {}", digest.as_str()))(e)),
+        }
+    }
+
+    fn ingest_dir(&self, reference: &str) -> PathBuf {
+        let hex: String = Sha256::digest(reference.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.root.join("ingest").join(hex)
+    }
+
+    /// Starts or resumes the ingest `reference`; `total` and `expected`, if given, are kept for
+    /// the commit.
+    pub fn begin(
+        &self,
+        reference: &str,
+        total: u64,
+        expected: Option<&ContentDigest>,
+    ) -> Result<IngestStatus> {
+        if reference.is_empty() {
+            return Err(ContentError::InvalidArgument(
+                "an ingest needs a ref".into(),
+            ));
+        }
+        let dir = self.ingest_dir(reference);
+        fs::create_dir_all(&dir).map_err(io_err(format!("creating ingest {reference:?}")))?;
+        fs::write(dir.join("ref"), reference).map_err(io_err("writing the ingest ref"))?;
+        if total > 0 {
+            fs::write(dir.join("total"), total.to_string())
+                .map_err(io_err("writing the ingest total"))?;
+        }
+        if let Some(d) = expected {
+            fs::write(dir.join("expected"), d.as_str())
+                .map_err(io_err("writing the expected digest"))?;
+        }
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("data"))
+            .map_err(io_err("opening the ingest data"))?;
+        self.status(reference)
+    }
+
+    /// Where ingest `reference` stands.
+    pub fn status(&self, reference: &str) -> Result<IngestStatus> {
+        let dir = self.ingest_dir(reference);
+        let offset = match fs::metadata(dir.join("data")) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ContentError::NotFound(format!(
+                    "ingest {reference:?} not found"
+                )))
+            }
+            Err(e) => return Err(io_err("stat of the ingest data")(e)),
+        };
+        let total = fs::read_to_string(dir.join("total"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        let expected = fs::read_to_string(dir.join("expected"))
+            .ok()
+            .and_then(|t| ContentDigest::parse(t.trim()).ok());
+        Ok(IngestStatus {
+            reference: reference.to_string(),
+            offset,
+            total,
+            expected,
+        })
+    }
+
+    /// Writes `data` at `offset` of ingest `reference`: the offset must be where the ingest
+    /// stands (a client resuming after a break sends from there).
+    pub fn write(&self, reference: &str, offset: u64, data: &[u8]) -> Result<u64> {
+        let status = self.status(reference)?;
+        if offset != status.offset {
+            return Err(ContentError::InvalidArgument(format!(
+                "ingest {reference:?} is at offset {}, not {offset}",
+                status.offset
+            )));
+        }
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(self.ingest_dir(reference).join("data"))
+            .map_err(io_err("opening the ingest data"))?;
+        file.write_all(data)
+            .map_err(io_err("writing the ingest data"))?;
+        Ok(offset + data.len() as u64)
+    }
+
+    /// Commits ingest `reference`: its bytes must have `size` (if not 0) and hash to
+    /// `expected` (if given, else the one given at `begin`). The blob is renamed into place;
+    /// an existing blob with that digest is AlreadyExists (the ingest is dropped).
+    pub fn commit(
+        &self,
+        reference: &str,
+        size: u64,
+        expected: Option<&ContentDigest>,
+    ) -> Result<ContentDigest> {
+        let status = self.status(reference)?;
+        let dir = self.ingest_dir(reference);
+        let data = dir.join("data");
+        let size = if size > 0 { size } else { status.total };
+        if size > 0 && status.offset != size {
+            return Err(ContentError::FailedPrecondition(format!(
+                "ingest {reference:?}: unexpected commit size {}, expected {size}",
+                status.offset
+            )));
+        }
+        let mut hasher = Sha256::new();
+        let mut file = File::open(&data).map_err(io_err("opening the ingest data"))?;
+        io::copy(&mut file, &mut hasher).map_err(io_err("hashing the ingest data"))?;
+        let digest = ContentDigest::of(hasher);
+        if let Some(want) = expected.or(status.expected.as_ref()) {
+            if *want != digest {
+                return Err(ContentError::FailedPrecondition(format!(
+                    "ingest {reference:?}: unexpected commit digest {}, expected {}",
+                    digest.as_str(),
+                    want.as_str()
+                )));
+            }
+        }
+        let blob = self.blob_path(&digest);
+        if blob.exists() {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(ContentError::AlreadyExists(format!(
+                "content {} already exists",
+                digest.as_str()
+            )));
+        }
+        File::open(&data)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("syncing the ingest data"))?;
+        fs::rename(&data, &blob)
+            .map_err(io_err(format!("moving {} into place", digest.as_str())))?;
+        let _ = fs::remove_dir_all(&dir);
+        Ok(digest)
+    }
+
+    /// Drops ingest `reference`.
+    pub fn abort(&self, reference: &str) -> Result<()> {
+        self.status(reference)?;
+        fs::remove_dir_all(self.ingest_dir(reference))
+            .map_err(io_err(format!("removing ingest {reference:?}")))
+    }
+}
+
+fn not_found(digest: &ContentDigest) -> ContentError {
+    ContentError::NotFound(format!("content {} not found", digest.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest_of(bytes: &[u8]) -> ContentDigest {
+        let mut h = Sha256::new();
+        h.update(bytes);
+        ContentDigest::of(h)
+    }
+
+    #[test]
+    fn digests_are_checked() {
+        assert!(ContentDigest::parse(&format!("sha256:{}", "a".repeat(64))).is_ok());
+        for bad in [
+            "sha512:ab",
+            "sha256:xyz",
+            "sha256:",
+            &format!("sha256:{}", "A".repeat(64)),
+            "abc",
+        ] {
+            assert!(ContentDigest::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_resumed_ingest_commits_under_its_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let want = digest_of(b"hello world");
+        store.begin("ref-1", 11, Some(&want)).unwrap();
+        assert_eq!(store.write("ref-1", 0, b"hello ").unwrap(), 6);
+        // A client that lost its connection asks where the ingest stands and resumes there.
+        let again = store.begin("ref-1", 11, Some(&want)).unwrap();
+        assert_eq!(again.offset, 6);
+        assert!(matches!(
+            store.write("ref-1", 2, b"x"),
+            Err(ContentError::InvalidArgument(_))
+        ));
+        store.write("ref-1", 6, b"world").unwrap();
+        assert!(
+            !store.blob_path(&want).exists(),
+            "nothing visible before the commit"
+        );
+        assert_eq!(store.commit("ref-1", 0, None).unwrap(), want);
+        assert_eq!(store.read(&want, 6, 0).unwrap(), b"world");
+        assert_eq!(store.read(&want, 0, 5).unwrap(), b"hello");
+        assert_eq!(store.size(&want).unwrap(), 11);
+        assert!(matches!(
+            store.status("ref-1"),
+            Err(ContentError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn a_wrong_digest_or_size_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let wrong = digest_of(b"other");
+        store.begin("r", 0, None).unwrap();
+        store.write("r", 0, b"data").unwrap();
+        let err = store.commit("r", 0, Some(&wrong)).unwrap_err();
+        assert!(matches!(err, ContentError::FailedPrecondition(_)), "{err}");
+        assert!(!store.blob_path(&digest_of(b"data")).exists());
+        let err = store.commit("r", 10, None).unwrap_err();
+        assert!(
+            err.to_string().contains("unexpected commit size 4"),
+            "{err}"
+        );
+        store.abort("r").unwrap();
+        assert!(matches!(store.abort("r"), Err(ContentError::NotFound(_))));
+    }
+
+    #[test]
+    fn committing_existing_content_is_already_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for reference in ["a", "b"] {
+            store.begin(reference, 0, None).unwrap();
+            store.write(reference, 0, b"same").unwrap();
+        }
+        store.commit("a", 0, None).unwrap();
+        assert!(matches!(
+            store.commit("b", 0, None),
+            Err(ContentError::AlreadyExists(_))
+        ));
+        let d = digest_of(b"same");
+        store.delete(&d).unwrap();
+        assert!(matches!(store.delete(&d), Err(ContentError::NotFound(_))));
+        assert!(matches!(
+            store.read(&d, 0, 0),
+            Err(ContentError::NotFound(_))
+        ));
+    }
+}
