@@ -8,7 +8,7 @@ use std::fmt::{self, Write as _};
 use std::fs::File;
 use std::io::Write;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -52,7 +52,7 @@ impl Subscriber for LineLogger {
         let level = event.metadata().level().as_str().to_ascii_lowercase();
         let text = format!(
             "time=\"{}\" level={level} msg={}{} {}\n",
-            rfc3339(SystemTime::now()),
+            humantime::format_rfc3339_nanos(SystemTime::now()),
             quote(&line.message),
             line.fields,
             self.context
@@ -116,47 +116,12 @@ fn quote(value: &str) -> String {
     }
 }
 
-/// `2026-11-25T12:34:56.123456789Z`.
-fn rfc3339(at: SystemTime) -> String {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60,
-        since.subsec_nanos()
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
-    fn dates_and_quoting() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_417), (2025, 11, 25));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        let at = UNIX_EPOCH + Duration::new(1_764_074_096, 5);
-        assert_eq!(rfc3339(at), "2025-11-25T12:34:56.000000005Z");
+    fn quoting() {
         assert_eq!(quote("serving"), "serving");
         assert_eq!(quote("two words"), "\"two words\"");
         assert_eq!(quote("a\"b"), "\"a\\\"b\"");
