@@ -49,7 +49,11 @@ impl Subscriber for LineLogger {
     fn event(&self, event: &Event<'_>) {
         let mut line = Line::default();
         event.record(&mut line);
-        let level = event.metadata().level().as_str().to_ascii_lowercase();
+        // logrus's names, which containerd's log and its readers use.
+        let level = match *event.metadata().level() {
+            Level::WARN => "warning".to_string(),
+            other => other.as_str().to_ascii_lowercase(),
+        };
         let text = format!(
             "time=\"{}\" level={level} msg={}{} {}\n",
             humantime::format_rfc3339_nanos(SystemTime::now()),

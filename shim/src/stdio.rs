@@ -229,16 +229,27 @@ impl Sink {
 
 const CHUNK: usize = 32 * 1024;
 
+/// Copies until the container's end is closed; says why it stopped and after how many bytes
+/// (an early stop is output lost).
 async fn copy_out(mut source: pipe::Receiver, mut sink: Sink) {
     let mut buf = vec![0u8; CHUNK];
+    let mut copied: u64 = 0;
     loop {
         match source.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) => {
+                tracing::debug!(copied, "output copied to its end");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(copied, "reading the container's output: {e}");
+                return;
+            }
             Ok(n) => {
                 if let Err(e) = sink.write_all(&buf[..n]).await {
-                    tracing::warn!("copying output: {e}");
+                    tracing::warn!(copied, "copying output: {e}");
                     return;
                 }
+                copied += n as u64;
             }
         }
     }
