@@ -17,13 +17,34 @@ use keel_integration_tests::peers::shim_scenario::{
     abridged, ctr, delete, expect_golden, expect_same_on_every_stack, observe_events,
     observe_nothing_left, observe_status, run_scenario, terminal_lines, yes_output, Scenario,
 };
-use keel_integration_tests::peers::Transcript;
+use keel_integration_tests::peers::{Outcome, Transcript};
 use keel_integration_tests::{host, require_root};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 /// 2 MiB, the size of the large outputs.
 const BIG: usize = 2 * 1024 * 1024;
+
+/// `ctr run --rm ... sh -c script` with a big output, `whole` telling whether it all came.
+/// The stock shim reports the exit before its output has been read and ctr 1.6 closes its
+/// FIFOs on the exit, so on a loaded machine the reference loses the tail now and then (10 of
+/// 100 runs under stress): it gets two more tries. Our shim waits for the reader: one try.
+fn run_rm_big(
+    h: &ShimHost,
+    id: &str,
+    script: &str,
+    whole: impl Fn(&Outcome) -> bool,
+) -> Result<Outcome> {
+    let tries = if h.stack().is_keel_shim() { 1 } else { 3 };
+    let mut out = h.run_rm(id, script)?;
+    for _ in 1..tries {
+        if whole(&out) {
+            break;
+        }
+        out = h.run_rm(id, script)?;
+    }
+    Ok(out)
+}
 
 /// `ctr run --rm`: output and exit status through the FIFOs, 2 MiB on stdout and 1 MiB on
 /// stderr arriving whole, 1 MiB of stdin through `cat` and its EOF; `ctr run -t` on a pty;
@@ -37,22 +58,21 @@ fn run_rm(h: &mut ShimHost, t: &mut Transcript) -> Result<()> {
     let out = h.run_rm("rm-exit", "echo bye; exit 3")?;
     t.record("ctr run --rm sh -c 'echo bye; exit 3'", &out);
 
-    let out = h.run_rm("rm-big", &format!("yes | head -c {BIG}"))?;
+    let script = format!("yes | head -c {BIG}");
+    let out = run_rm_big(h, "rm-big", &script, |out| out.stdout.len() == BIG)?;
     t.record_output(
         "ctr run --rm: 2 MiB on stdout",
         &abridged(&out),
         yes_output(&out.stdout),
     );
 
-    let out = h.run_rm(
-        "rm-big-err",
-        &format!("yes e | head -c {} >&2; exit 5", BIG / 2),
-    )?;
-    let stderr: String = out.stderr.lines().take_while(|l| *l == "e").collect();
+    let script = format!("yes e | head -c {} >&2; exit 5", BIG / 2);
+    let e_lines = |out: &Outcome| out.stderr.lines().take_while(|l| *l == "e").count();
+    let out = run_rm_big(h, "rm-big-err", &script, |out| e_lines(out) == BIG / 4)?;
     t.record_output(
         "ctr run --rm: 1 MiB on stderr, exit 5",
         &abridged(&out),
-        format!("{} 'e' lines on stderr", stderr.len()),
+        format!("{} 'e' lines on stderr", e_lines(&out)),
     );
 
     let input = h.ctrd().dir().join("stdin.txt");

@@ -76,6 +76,44 @@ fn a_slow_reader_gets_every_byte() -> Result<()> {
     Ok(())
 }
 
+/// containerd 1.6's client (`ctr run --rm`) closes its FIFOs as soon as Wait returns, so Wait
+/// and TaskExit must wait until a slow reader has read all the process wrote before exiting
+/// (up to two pipes' worth was lost otherwise).
+#[test]
+fn the_exit_is_reported_once_a_slow_reader_has_read_the_output() -> Result<()> {
+    require_root!();
+    let config = Config::new().sh("head -c 1048576 /dev/zero; exit 3");
+    let shim = ShimUnderTest::start(&config)?;
+    let stdout = shim.fifo("stdout")?;
+    let mut req = shim.create_request();
+    req.stdout = stdout.clone();
+    shim.client()
+        .create(shim.ctx(), &req)
+        .with_context(|| shim.log())?;
+    // 1 MiB in 4 KiB reads, 2 ms apart: half a second or more. What the reader counts lags
+    // its last read by a moment, so one read may be missing from the count.
+    const CHUNK: usize = 4096;
+    let out = FifoReader::spawn_paced(&stdout, CHUNK, Duration::from_millis(2));
+    shim.start_process("").with_context(|| shim.log())?;
+    let waited = shim.wait("").with_context(|| shim.log())?;
+    let read_by_then = out.so_far().len();
+    ensure!(
+        waited.exit_status == 3,
+        "exit status {}",
+        waited.exit_status
+    );
+    ensure!(
+        read_by_then + CHUNK >= 1 << 20,
+        "Wait returned when the reader had read {read_by_then} of 1048576 bytes"
+    );
+    shim.wait_event("/tasks/exit", |_| true)?;
+    ensure!(
+        out.wait(WAIT)?.len() == 1 << 20,
+        "the reader got no end of file"
+    );
+    Ok(())
+}
+
 #[test]
 fn close_io_ends_the_stdin_of_the_container() -> Result<()> {
     require_root!();

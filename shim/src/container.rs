@@ -156,35 +156,39 @@ impl Shim {
             .ok_or_else(|| ShimError::NotFound(format!("container {id:?} not found")))
     }
 
-    /// Records an exit against the process it belongs to and publishes TaskExit.
-    async fn on_exit(&self, exit: Exit) {
-        let _lifecycle = self.lifecycle.lock().await;
-        let Some(c) = self.current() else { return };
-        let Some(process) = u32::try_from(exit.pid).ok().and_then(|pid| c.by_pid(pid)) else {
-            return;
-        };
-        let info = ExitInfo {
-            status: exit.status as u32,
-            at: exit.at,
-        };
-        if process.set_exited(info) {
-            if process.exec_id.is_empty() && c.kill_all_on_exit {
+    /// Matches an exit to the process it belongs to (and, for an init without a pid namespace
+    /// of its own, kills what it leaves), then reports it once the process's output has
+    /// settled: containerd 1.6's client closes its FIFOs when the exit is reported, losing
+    /// whatever of the output it had not read yet.
+    async fn on_exit(self: &Arc<Self>, exit: Exit) {
+        let matched = {
+            let _lifecycle = self.lifecycle.lock().await;
+            let Some(c) = self.current() else { return };
+            let Some(process) = u32::try_from(exit.pid).ok().and_then(|pid| c.by_pid(pid)) else {
+                return;
+            };
+            if process.exec_id.is_empty() && c.kill_all_on_exit && process.exit().is_none() {
                 let mut kill = c.runtime.kill(&c.id, libc::SIGKILL as u32, true);
                 let reaper = self.reaper.clone();
                 tokio::spawn(async move { reaper.run(&mut kill, None).await });
             }
-            let mut event = TaskExit::new();
-            event.container_id = c.id.clone();
-            event.id = if process.exec_id.is_empty() {
-                c.id.clone()
-            } else {
-                process.exec_id.clone()
+            (c, process)
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let (c, process) = matched;
+            if let Some(io) = process.io() {
+                io.settle().await;
+            }
+            let info = ExitInfo {
+                status: exit.status as u32,
+                at: exit.at,
             };
-            event.pid = process.pid();
-            event.exit_status = info.status;
-            event.exited_at = Some(timestamp(info.at)).into();
-            self.events.publish(&event);
-        }
+            let _lifecycle = this.lifecycle.lock().await;
+            if process.set_exited(info) {
+                this.events.publish(&task_exit_event(&c, &process, info));
+            }
+        });
     }
 
     /// Creates the container with the runtime; returns its init's pid.
@@ -516,6 +520,20 @@ fn read_pid(path: &Path) -> Result<u32> {
             std::io::Error::other("not a pid"),
         )
     })
+}
+
+fn task_exit_event(c: &Container, process: &Process, info: ExitInfo) -> TaskExit {
+    let mut event = TaskExit::new();
+    event.container_id = c.id.clone();
+    event.id = if process.exec_id.is_empty() {
+        c.id.clone()
+    } else {
+        process.exec_id.clone()
+    };
+    event.pid = process.pid();
+    event.exit_status = info.status;
+    event.exited_at = Some(timestamp(info.at)).into();
+    event
 }
 
 fn task_create_event(spec: &CreateSpec, pid: u32) -> TaskCreate {

@@ -3,8 +3,9 @@
 //! the shim copies between the other end and the FIFOs, so a slow or absent reader only makes
 //! the container wait (nothing is dropped), and a reader going away never kills it with EPIPE.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+mod output;
+
+use std::io;
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -15,8 +16,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::console::Master;
+use output::{Output, Sink, Source, Standing};
 
 /// The stdio of a process, as named in containerd's requests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,17 +110,27 @@ impl Endpoints {
 }
 
 /// The copying of one process's stdio, running on the shim's runtime.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Copying {
     close_stdin: Arc<Notify>,
-    outputs: Mutex<Vec<JoinHandle<()>>>,
+    outputs: Vec<Output>,
+    copies: Mutex<Vec<JoinHandle<()>>>,
     master: Option<Arc<Master>>,
+}
+
+impl std::fmt::Debug for Copying {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Copying")
+            .field("outputs", &self.outputs.len())
+            .field("terminal", &self.master.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Copying {
     /// Starts copying between the endpoints and the shim's pipe ends, or the terminal's master.
     pub fn start(endpoints: Endpoints, ends: ShimEnds, master: Option<Master>) -> io::Result<Self> {
-        let mut outputs = Vec::new();
+        let mut started = Vec::new();
         let master = master.map(Arc::new);
         let close_stdin = Arc::new(Notify::new());
         if let Some(master) = &master {
@@ -129,7 +142,7 @@ impl Copying {
                 ));
             }
             if let Some(sink) = endpoints.stdout {
-                outputs.push(tokio::spawn(copy_master_out(master.clone(), sink)));
+                started.push(Output::start(Source::Terminal(master.clone()), sink));
             }
         } else {
             if let (Some(fd), Some(source)) = (ends.stdin, endpoints.stdin) {
@@ -142,13 +155,15 @@ impl Copying {
             ] {
                 if let (Some(fd), Some(sink)) = (fd, sink) {
                     let source = pipe::Receiver::from_owned_fd(fd)?;
-                    outputs.push(tokio::spawn(copy_out(source, sink)));
+                    started.push(Output::start(Source::Pipe(source), sink));
                 }
             }
         }
+        let (outputs, copies) = started.into_iter().unzip();
         Ok(Self {
             close_stdin,
-            outputs: Mutex::new(outputs),
+            outputs,
+            copies: Mutex::new(copies),
             master,
         })
     }
@@ -169,7 +184,7 @@ impl Copying {
     /// are closed once every process holding them has exited).
     pub async fn drain(&self, limit: Duration) {
         let handles: Vec<_> = self
-            .outputs
+            .copies
             .lock()
             .map(|mut o| o.drain(..).collect())
             .unwrap_or_default();
@@ -182,7 +197,44 @@ impl Copying {
             tracing::warn!("output still open after {limit:?}; not waiting for it");
         }
     }
+
+    /// Waits until what the process wrote before it exited has been read from its FIFOs (or
+    /// written to its files), so reporting the exit loses nothing; gives up once nothing has
+    /// moved for [`READER_PATIENCE`] (a reader that went away). Processes still holding the
+    /// output open do not hold this up: only what is already written counts.
+    pub async fn settle(&self) {
+        let mut last = Vec::new();
+        let mut quiet_since = Instant::now();
+        let mut settled_before = false;
+        loop {
+            let now: Vec<Standing> = self.outputs.iter().map(Output::standing).collect();
+            let settled = now.iter().all(|s| *s == Standing::Settled);
+            // Twice in a row: a terminal's output reaches its master a moment after it is
+            // written.
+            if settled && (settled_before || self.master.is_none()) {
+                return;
+            }
+            settled_before = settled;
+            if now != last {
+                (last, quiet_since) = (now, Instant::now());
+            } else if quiet_since.elapsed() >= READER_PATIENCE {
+                tracing::warn!("output unread for {READER_PATIENCE:?}; reporting the exit anyway");
+                return;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
 }
+
+/// The size of one read from a stream.
+const CHUNK: usize = 32 * 1024;
+
+/// How often a copy's progress is looked at while waiting for a reader.
+const POLL: Duration = Duration::from_millis(1);
+
+/// How long output may sit unread before the shim stops waiting for its reader (which may
+/// have gone away).
+const READER_PATIENCE: Duration = Duration::from_secs(2);
 
 fn named(path: &str) -> Option<&str> {
     (!path.is_empty()).then_some(path)
@@ -192,67 +244,6 @@ fn named(path: &str) -> Option<&str> {
 /// comes once a writer has come and gone.
 fn open_fifo_reader(path: &str) -> io::Result<pipe::Receiver> {
     pipe::OpenOptions::new().open_receiver(path)
-}
-
-/// Where output goes: a FIFO (opened read-write, so it neither blocks on open nor fails when
-/// the reader goes away) or a plain file for `file://` URIs.
-enum Sink {
-    Fifo(pipe::Sender),
-    File(File),
-}
-
-impl Sink {
-    fn open(target: &str) -> io::Result<Self> {
-        if let Some(path) = target.strip_prefix("file://") {
-            let file = OpenOptions::new().create(true).append(true).open(path)?;
-            return Ok(Sink::File(file));
-        }
-        if target.contains("://") {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!("stdio URI {target:?}: only FIFO paths and file:// are supported"),
-            ));
-        }
-        pipe::OpenOptions::new()
-            .read_write(true)
-            .open_sender(target)
-            .map(Sink::Fifo)
-    }
-
-    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match self {
-            Sink::Fifo(tx) => tx.write_all(buf).await,
-            Sink::File(f) => f.write_all(buf),
-        }
-    }
-}
-
-const CHUNK: usize = 32 * 1024;
-
-/// Copies until the container's end is closed; says why it stopped and after how many bytes
-/// (an early stop is output lost).
-async fn copy_out(mut source: pipe::Receiver, mut sink: Sink) {
-    let mut buf = vec![0u8; CHUNK];
-    let mut copied: u64 = 0;
-    loop {
-        match source.read(&mut buf).await {
-            Ok(0) => {
-                tracing::debug!(copied, "output copied to its end");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(copied, "reading the container's output: {e}");
-                return;
-            }
-            Ok(n) => {
-                if let Err(e) = sink.write_all(&buf[..n]).await {
-                    tracing::warn!(copied, "copying output: {e}");
-                    return;
-                }
-                copied += n as u64;
-            }
-        }
-    }
 }
 
 /// Reads the next chunk of stdin: waits for data until CloseIO, then only takes what is
@@ -291,21 +282,6 @@ async fn copy_stdin_to_master(mut source: pipe::Receiver, master: Arc<Master>, c
     while let Some(n) = next_stdin_chunk(&mut source, &mut buf, &close, &mut closing).await {
         if master.write_all(&buf[..n]).await.is_err() {
             return;
-        }
-    }
-}
-
-async fn copy_master_out(master: Arc<Master>, mut sink: Sink) {
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        match master.read(&mut buf).await {
-            // EIO: every process holding the terminal's other side has exited.
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                if sink.write_all(&buf[..n]).await.is_err() {
-                    return;
-                }
-            }
         }
     }
 }

@@ -31,6 +31,16 @@ impl FifoReader {
 
     /// Starts reading `path` after `delay`.
     pub fn spawn_after(path: &str, delay: Duration) -> Self {
+        Self::read_in_thread(path, delay, 64 * 1024, Duration::ZERO)
+    }
+
+    /// Starts reading `path` at once, `chunk` bytes at a time with `pause` after each: a
+    /// reader slower than the container writes.
+    pub fn spawn_paced(path: &str, chunk: usize, pause: Duration) -> Self {
+        Self::read_in_thread(path, Duration::ZERO, chunk, pause)
+    }
+
+    fn read_in_thread(path: &str, delay: Duration, chunk: usize, pause: Duration) -> Self {
         let reader = Self {
             data: Arc::new(Mutex::new(Vec::new())),
             done: Arc::new(AtomicBool::new(false)),
@@ -39,11 +49,12 @@ impl FifoReader {
         thread::spawn(move || {
             thread::sleep(delay);
             if let Ok(mut file) = File::open(&path) {
-                let mut buf = vec![0u8; 64 * 1024];
+                let mut buf = vec![0u8; chunk];
                 while let Ok(n @ 1..) = file.read(&mut buf) {
                     if let Ok(mut data) = data.lock() {
                         data.extend_from_slice(&buf[..n]);
                     }
+                    thread::sleep(pause);
                 }
             }
             done.store(true, Ordering::SeqCst);
