@@ -6,13 +6,16 @@ pub mod config;
 pub mod containers;
 pub mod content;
 pub mod daemon;
+pub mod diff;
 pub mod events;
 pub mod filters;
 pub mod grpc;
 pub mod identifiers;
+pub mod images;
 pub mod leases;
 pub mod metadata;
 pub mod runtime;
+pub mod snapshots;
 pub mod supervisor;
 pub mod tasks;
 #[cfg(test)]

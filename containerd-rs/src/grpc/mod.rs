@@ -2,10 +2,14 @@
 //! mapping errors to containerd's codes. The logic lives in the crate's other modules.
 
 pub mod containers;
+pub mod content;
+pub mod diff;
 pub mod events;
+pub mod images;
 pub mod introspection;
 pub mod leases;
 pub mod namespaces;
+pub mod snapshots;
 pub mod tasks;
 pub mod version;
 
@@ -30,6 +34,21 @@ pub fn namespace<T>(request: &Request<T>) -> Result<String, Status> {
         .map_err(|e| Status::invalid_argument(format!("namespace {namespace:?}: {e}")))?;
     Ok(namespace.to_string())
 }
+
+/// The lease a call works under, from the `containerd-lease` header: what it creates (content,
+/// ingests, snapshots) is added to that lease.
+pub fn lease<T>(request: &Request<T>) -> Result<Option<String>, Status> {
+    let Some(value) = request.metadata().get(LEASE_METADATA_KEY) else {
+        return Ok(None);
+    };
+    let lease = value
+        .to_str()
+        .map_err(|_| Status::invalid_argument("lease header is not text"))?;
+    Ok(Some(lease.to_string()))
+}
+
+/// The gRPC metadata key that carries the lease of a call.
+pub const LEASE_METADATA_KEY: &str = "containerd-lease";
 
 /// containerd's errdefs on the wire.
 pub fn status(e: MetadataError) -> Status {
