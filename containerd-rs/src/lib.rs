@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod diff;
 pub mod events;
 pub mod filters;
+pub mod gc;
 pub mod grpc;
 pub mod identifiers;
 pub mod images;
