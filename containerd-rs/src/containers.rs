@@ -164,6 +164,15 @@ pub fn get(supervisor: &Supervisor, namespace: &str, id: &str) -> Result<Contain
     decode(id, &record)
 }
 
+/// Every container of `namespace`, as stored (the garbage collector's roots).
+pub fn records(store: &crate::metadata::Store, namespace: &str) -> Result<Vec<Container>> {
+    store
+        .list(namespace, KIND)?
+        .into_iter()
+        .map(|(id, record)| decode(&id, &record))
+        .collect()
+}
+
 /// The containers of `namespace` that pass any of `filters` (all of them if none).
 pub fn list(
     supervisor: &Supervisor,

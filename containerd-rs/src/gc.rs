@@ -18,6 +18,8 @@ use std::time::SystemTime;
 
 use crate::metadata::Labels;
 
+pub mod inventory;
+
 /// Marks a content or snapshot as a root by itself.
 pub const LABEL_ROOT: &str = "containerd.io/gc.root";
 /// Prefix of labels naming content a resource needs.
@@ -28,6 +30,15 @@ pub const LABEL_SNAPSHOT_REF: &str = "containerd.io/gc.ref.snapshot.";
 pub const LABEL_EXPIRE: &str = "containerd.io/gc.expire";
 /// A lease whose resources are held without what they reference.
 pub const LABEL_FLAT: &str = "containerd.io/gc.flat";
+
+/// Why a collection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error(transparent)]
+    Metadata(#[from] crate::metadata::MetadataError),
+    #[error(transparent)]
+    Lease(#[from] crate::leases::LeaseError),
+}
 
 /// One resource of one namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
