@@ -387,6 +387,11 @@ fn built_images_pull_and_run_on_containerd() -> Result<()> {
         keel_integration_tests::skip::skip(module_path!(), &why);
         return Ok(());
     }
+    if !keel_integration_tests::binary::has_runc() {
+        let why = "runc is not installed (containerd's runtime for ctr run)";
+        keel_integration_tests::skip::skip(module_path!(), why);
+        return Ok(());
+    }
     let registry = require_peer!(Registry::start());
     let ctrd = require_peer!(Containerd::start());
     let layout_dir = ctrd.subdir("layout")?;
