@@ -7,6 +7,7 @@ packages=(
   busybox-static                              # test rootfs
   runc crun                                   # peers for comparison tests and benchmarks
   containerd docker.io                        # real peers for the interop tests (ctr, dockerd)
+  docker-registry skopeo                      # a local registry and its pusher for the image pull tests
   iproute2 util-linux procps python3          # unshare, ip, ps in tests and benchmarks
 )
 missing=()

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use keel_proto::containers::containers_server::ContainersServer;
 use keel_proto::event_service::events_server::EventsServer;
+use keel_proto::images::images_server::ImagesServer;
 use keel_proto::introspection::introspection_server::IntrospectionServer;
 use keel_proto::leases::leases_server::LeasesServer;
 use keel_proto::namespaces::namespaces_server::NamespacesServer;
@@ -23,6 +24,7 @@ use tonic::transport::Server;
 use crate::config::Config;
 use crate::grpc::containers::ContainersService;
 use crate::grpc::events::EventsService;
+use crate::grpc::images::ImagesService;
 use crate::grpc::introspection::IntrospectionService;
 use crate::grpc::leases::LeasesService;
 use crate::grpc::namespaces::NamespacesService;
@@ -63,6 +65,7 @@ pub async fn run(config: Config) -> Result<()> {
         )))
         .add_service(EventsServer::new(EventsService::new(supervisor.clone())))
         .add_service(LeasesServer::new(LeasesService::new(supervisor.clone())))
+        .add_service(ImagesServer::new(ImagesService::new(supervisor.clone())))
         .add_service(TasksServer::new(TasksService::new(supervisor.clone())))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop_signal())
         .await;

@@ -10,6 +10,7 @@ pub mod console;
 pub mod exec;
 pub mod host;
 pub mod ids;
+pub mod image_builder;
 pub mod inside;
 pub mod peers;
 pub mod rootfs;

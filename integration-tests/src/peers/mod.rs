@@ -18,6 +18,7 @@ pub mod keel_containerd;
 pub mod keel_shim;
 pub mod outcome;
 pub mod process;
+pub mod registry;
 pub mod shim_scenario;
 pub mod supervisor_scenario;
 
