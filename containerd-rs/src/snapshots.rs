@@ -262,15 +262,19 @@ impl Snapshotter {
         key: &str,
         labels: Labels,
     ) -> Result<()> {
+        if name.is_empty() {
+            return Err(invalid("snapshot name must not be empty"));
+        }
+        // containerd looks for the name before the key.
+        if store.get(namespace, &self.kind(), name).is_ok() {
+            return Err(already_exists(name));
+        }
         let active = self.get(store, namespace, key)?;
         if active.kind != Kind::Active {
             return Err(MetadataError::FailedPrecondition(format!(
                 "snapshot {key:?} is not active: failed precondition"
             ))
             .into());
-        }
-        if name.is_empty() {
-            return Err(invalid("snapshot name must not be empty"));
         }
         let labels = clean_labels(labels)?;
         let at = now();

@@ -48,6 +48,12 @@ fn prepare_commit_view_and_remove_follow_containerds_rules() {
     assert_eq!(base.labels, labels(&[("l", "1")]));
     let commit_again = s.commit(&store, "ns", "x", "base", Labels::new());
     assert_eq!(code(commit_again.unwrap_err()), "FailedPrecondition");
+    let onto_existing = s.commit(&store, "ns", "base", "gone", Labels::new());
+    assert_eq!(
+        code(onto_existing.unwrap_err()),
+        "AlreadyExists",
+        "the name is checked first"
+    );
 
     let m = s
         .create(&store, "ns", Kind::Active, "c", "base", Labels::new())
