@@ -184,8 +184,12 @@ impl Snapshotter {
         let parent_fs = parents
             .first()
             .map(|id| self.backend.fs_dir(&self.snapshots, *id));
-        let id = storage::create(self.backend, &self.snapshots, parent_fs.as_deref())
-            .map_err(io_error(format!("creating snapshot {key:?}")))?;
+        let id = if self.shares_parent_dir(kind, parent) {
+            storage::reserve(&self.snapshots)
+        } else {
+            storage::create(self.backend, &self.snapshots, parent_fs.as_deref())
+        }
+        .map_err(io_error(format!("creating snapshot {key:?}")))?;
         let at = now();
         let record = SnapshotRecord {
             id,
@@ -206,6 +210,11 @@ impl Snapshotter {
             });
         }
         Ok(self.build_mounts(id, kind, &parents))
+    }
+
+    /// A native view of a parent is the parent's directory, read-only: it has none of its own.
+    fn shares_parent_dir(&self, kind: Kind, parent: &str) -> bool {
+        self.backend == Backend::Native && kind == Kind::View && !parent.is_empty()
     }
 
     /// The ids of `parent` and its ancestors, nearest first; `parent` must be committed.
@@ -360,9 +369,15 @@ impl Snapshotter {
         Ok(SnapshotRecord::decode(key, &bytes)?.info(key))
     }
 
-    /// Bytes and inodes a snapshot's own files take.
+    /// Bytes and inodes a snapshot's own files take (a committed one's are measured now;
+    /// containerd measured them at commit, the same as nothing writes there since).
     pub fn usage(&self, store: &Store, namespace: &str, key: &str) -> Result<(i64, i64)> {
         let record = self.get(store, namespace, key)?;
+        if record.kind == Kind::View {
+            // containerd measures active snapshots, and committed ones when committing; a
+            // view's usage is never measured, so zero.
+            return Ok((0, 0));
+        }
         let dir = self.backend.fs_dir(&self.snapshots, record.id);
         storage::usage(&dir).map_err(io_error(format!("usage of snapshot {key:?}")))
     }

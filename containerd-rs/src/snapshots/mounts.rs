@@ -35,13 +35,21 @@ impl Backend {
     }
 }
 
-fn bind(source: &Path, kind: Kind) -> Mount {
-    let ro = if kind == Kind::Active { "rw" } else { "ro" };
+/// containerd's overlay snapshotter: only views are read-only.
+fn read_only(kind: Kind) -> &'static str {
+    if kind == Kind::View {
+        "ro"
+    } else {
+        "rw"
+    }
+}
+
+fn bind(source: &Path, options: [&str; 2]) -> Mount {
     Mount {
         r#type: "bind".to_string(),
         source: source.display().to_string(),
         target: String::new(),
-        options: vec![ro.to_string(), "rbind".to_string()],
+        options: options.iter().map(|o| o.to_string()).collect(),
     }
 }
 
@@ -55,8 +63,33 @@ pub fn mounts(
     parents: &[u64],
     index_off: bool,
 ) -> Vec<Mount> {
-    if backend == Backend::Native || parents.is_empty() {
-        return vec![bind(&backend.fs_dir(snapshots, id), kind)];
+    match backend {
+        Backend::Overlay => overlay(snapshots, id, kind, parents, index_off),
+        Backend::Native => vec![native(snapshots, id, kind, parents)],
+    }
+}
+
+/// A native snapshot is a bind mount of its own copy, but a view of a parent is the parent's
+/// directory itself (native makes no copy for a view); containerd puts `rbind` first here.
+fn native(snapshots: &Path, id: u64, kind: Kind, parents: &[u64]) -> Mount {
+    let source = match parents.first() {
+        Some(parent) if kind != Kind::Active => *parent,
+        _ => id,
+    };
+    bind(
+        &Backend::Native.fs_dir(snapshots, source),
+        ["rbind", read_only(kind)],
+    )
+}
+
+fn overlay(snapshots: &Path, id: u64, kind: Kind, parents: &[u64], index_off: bool) -> Vec<Mount> {
+    let backend = Backend::Overlay;
+    if parents.is_empty() {
+        // overlayfs needs a lower layer: a snapshot without one is its own directory.
+        return vec![bind(
+            &backend.fs_dir(snapshots, id),
+            [read_only(kind), "rbind"],
+        )];
     }
     let mut options = Vec::new();
     if index_off {
@@ -67,7 +100,7 @@ pub fn mounts(
         options.push(format!("workdir={}", dir.join("work").display()));
         options.push(format!("upperdir={}", dir.join("fs").display()));
     } else if let [parent] = parents {
-        return vec![bind(&backend.fs_dir(snapshots, *parent), Kind::View)];
+        return vec![bind(&backend.fs_dir(snapshots, *parent), ["ro", "rbind"])];
     }
     let lower: Vec<String> = parents
         .iter()
@@ -142,10 +175,29 @@ mod tests {
     }
 
     #[test]
-    fn native_is_always_a_bind_of_its_own_copy() {
+    fn committed_without_parent_is_rw_as_containerd_has_it() {
+        let m = mounts(
+            Backend::Overlay,
+            Path::new(S),
+            3,
+            Kind::Committed,
+            &[],
+            false,
+        );
+        assert_eq!(m[0].options, ["rw", "rbind"]);
+    }
+
+    #[test]
+    fn native_binds_its_copy_or_for_a_view_the_parent_rbind_first() {
         let s = Path::new("/r/native/snapshots");
-        let m = mounts(Backend::Native, s, 9, Kind::View, &[2, 1], true);
+        let m = mounts(Backend::Native, s, 9, Kind::Active, &[2, 1], true);
         assert_eq!(m[0].source, "/r/native/snapshots/9");
-        assert_eq!(m[0].options, ["ro", "rbind"]);
+        assert_eq!(m[0].options, ["rbind", "rw"]);
+        let m = mounts(Backend::Native, s, 10, Kind::View, &[2, 1], true);
+        assert_eq!(m[0].source, "/r/native/snapshots/2");
+        assert_eq!(m[0].options, ["rbind", "ro"]);
+        let m = mounts(Backend::Native, s, 11, Kind::View, &[], true);
+        assert_eq!(m[0].source, "/r/native/snapshots/11");
+        assert_eq!(m[0].options, ["rbind", "ro"]);
     }
 }

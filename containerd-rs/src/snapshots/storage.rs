@@ -15,7 +15,7 @@ use super::mounts::Backend;
 /// cached a mount of a removed snapshot must not find another's files there).
 pub fn create(backend: Backend, snapshots: &Path, parent_fs: Option<&Path>) -> io::Result<u64> {
     let sequence = sequence_file(snapshots);
-    let mut id = highest_id(snapshots)?.max(read_sequence(&sequence)?) + 1;
+    let mut id = next_id(snapshots, &sequence)?;
     let dir = loop {
         let dir = snapshots.join(id.to_string());
         match fs::DirBuilder::new().mode(0o700).create(&dir) {
@@ -29,6 +29,19 @@ pub fn create(backend: Backend, snapshots: &Path, parent_fs: Option<&Path>) -> i
         return Err(e);
     }
     Ok(id)
+}
+
+/// An id of the sequence for a snapshot without a directory of its own (a native view of a
+/// parent uses the parent's).
+pub fn reserve(snapshots: &Path) -> io::Result<u64> {
+    let sequence = sequence_file(snapshots);
+    let id = next_id(snapshots, &sequence)?;
+    write_sequence(&sequence, id)?;
+    Ok(id)
+}
+
+fn next_id(snapshots: &Path, sequence: &Path) -> io::Result<u64> {
+    Ok(highest_id(snapshots)?.max(read_sequence(sequence)?) + 1)
 }
 
 /// `<snapshotter dir>/sequence`: the last id handed out.
@@ -202,6 +215,8 @@ mod tests {
         assert_eq!(ids(&s).unwrap(), vec![2]);
         remove(&s, 2).unwrap();
         assert_eq!(create(Backend::Overlay, &s, None).unwrap(), 3);
+        assert_eq!(reserve(&s).unwrap(), 4);
+        assert_eq!(create(Backend::Overlay, &s, None).unwrap(), 5);
     }
 
     #[test]

@@ -103,16 +103,26 @@ fn native_children_start_as_copies_of_their_parent() {
         .unwrap();
     std::fs::write(Path::new(&m[0].source).join("hello"), "hi").unwrap();
     s.commit(&store, "ns", "base", "a", Labels::new()).unwrap();
+    let c = s
+        .create(&store, "ns", Kind::Active, "c", "base", Labels::new())
+        .unwrap();
+    let copy = Path::new(&c[0].source).join("hello");
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), "hi");
+    std::fs::write(&copy, "changed").unwrap();
     let v = s
         .create(&store, "ns", Kind::View, "v", "base", Labels::new())
         .unwrap();
-    assert_eq!(
-        std::fs::read_to_string(Path::new(&v[0].source).join("hello")).unwrap(),
-        "hi"
-    );
-    let (size, inodes) = s.usage(&store, "ns", "v").unwrap();
+    let seen = std::fs::read_to_string(Path::new(&v[0].source).join("hello")).unwrap();
+    assert_eq!(seen, "hi", "the view is the parent, not the child's copy");
+    let (size, inodes) = s.usage(&store, "ns", "c").unwrap();
     assert_eq!(inodes, 2);
     assert!(size > 0);
+    assert_eq!(s.usage(&store, "ns", "v").unwrap(), (0, 0));
+    s.remove(&store, "ns", "v").unwrap();
+    assert!(
+        Path::new(&v[0].source).is_dir(),
+        "removing the view keeps the parent's files"
+    );
 }
 
 #[test]
