@@ -81,7 +81,13 @@ impl Snapshotters {
         let mut by_name = BTreeMap::new();
         let native = Snapshotter::open(Backend::Native, root, false)?;
         by_name.insert(Backend::Native.name(), native);
-        if storage::overlay_works(root) {
+        let overlay_root = root.join(format!(
+            "io.containerd.snapshotter.v1.{}",
+            Backend::Overlay.name()
+        ));
+        // Checked where the snapshots will be, as containerd does: the backing filesystem
+        // decides.
+        if storage::overlay_works(&overlay_root) {
             let overlay = Snapshotter::open(Backend::Overlay, root, storage::overlay_has_index())?;
             by_name.insert(Backend::Overlay.name(), overlay);
         }
