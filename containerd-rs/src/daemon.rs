@@ -14,6 +14,7 @@ use keel_proto::images::images_server::ImagesServer;
 use keel_proto::introspection::introspection_server::IntrospectionServer;
 use keel_proto::leases::leases_server::LeasesServer;
 use keel_proto::namespaces::namespaces_server::NamespacesServer;
+use keel_proto::snapshots::snapshots_server::SnapshotsServer;
 use keel_proto::tasks::tasks_server::TasksServer;
 use keel_proto::version::version_server::VersionServer;
 use tokio::net::UnixListener;
@@ -28,6 +29,7 @@ use crate::grpc::images::ImagesService;
 use crate::grpc::introspection::IntrospectionService;
 use crate::grpc::leases::LeasesService;
 use crate::grpc::namespaces::NamespacesService;
+use crate::grpc::snapshots::SnapshotsService;
 use crate::grpc::tasks::TasksService;
 use crate::grpc::version::VersionService;
 use crate::runtime::EventsEndpoint;
@@ -67,6 +69,9 @@ pub async fn run(config: Config) -> Result<()> {
         .add_service(LeasesServer::new(LeasesService::new(supervisor.clone())))
         .add_service(ImagesServer::new(ImagesService::new(supervisor.clone())))
         .add_service(TasksServer::new(TasksService::new(supervisor.clone())))
+        .add_service(SnapshotsServer::new(SnapshotsService::new(
+            supervisor.clone(),
+        )))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop_signal())
         .await;
     let _ = fs::remove_file(&address);

@@ -23,6 +23,8 @@ pub struct Supervisor {
     pub runtime: Manager,
     /// Stable across restarts (kept in `<root>/uuid`), as containerd's server uuid is.
     pub uuid: String,
+    /// The snapshotters (overlayfs where it works, native), under `config.root`.
+    pub snapshotters: crate::snapshots::Snapshotters,
 }
 
 impl Supervisor {
@@ -31,6 +33,8 @@ impl Supervisor {
         let store = Store::open(&config.root)?;
         let uuid = load_or_create_uuid(&config.root.join("uuid"))
             .map_err(|e| MetadataError::Storage(format!("server uuid: {e}")))?;
+        let snapshotters = crate::snapshots::Snapshotters::open(&config.root)
+            .map_err(|e| MetadataError::Storage(format!("snapshotters: {e}")))?;
         let events = Exchange::new();
         let runtime = Manager::new(&config, events.clone());
         Ok(Self {
@@ -39,6 +43,7 @@ impl Supervisor {
             events,
             runtime,
             uuid,
+            snapshotters,
         })
     }
 
