@@ -23,6 +23,8 @@ pub struct Supervisor {
     pub runtime: Manager,
     /// Stable across restarts (kept in `<root>/uuid`), as containerd's server uuid is.
     pub uuid: String,
+    /// The content store, in containerd's layout under the root.
+    pub content: crate::content::Content,
 }
 
 impl Supervisor {
@@ -31,6 +33,9 @@ impl Supervisor {
         let store = Store::open(&config.root)?;
         let uuid = load_or_create_uuid(&config.root.join("uuid"))
             .map_err(|e| MetadataError::Storage(format!("server uuid: {e}")))?;
+        let content =
+            crate::content::Content::open(&config.root.join("io.containerd.content.v1.content"))
+                .map_err(|e| MetadataError::Storage(format!("content store: {e}")))?;
         let events = Exchange::new();
         let runtime = Manager::new(&config, events.clone());
         Ok(Self {
@@ -39,6 +44,7 @@ impl Supervisor {
             events,
             runtime,
             uuid,
+            content,
         })
     }
 
