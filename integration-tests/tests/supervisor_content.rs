@@ -234,7 +234,7 @@ impl Client {
     }
 
     fn req<T>(&self, message: T) -> Request<T> {
-        self.req_in(&self.namespace.clone(), message)
+        self.req_in(&self.namespace, message)
     }
 
     fn req_in<T>(&self, namespace: &str, message: T) -> Request<T> {
