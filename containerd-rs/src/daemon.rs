@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use keel_proto::containers::containers_server::ContainersServer;
+use keel_proto::content::content_server::ContentServer;
 use keel_proto::event_service::events_server::EventsServer;
 use keel_proto::images::images_server::ImagesServer;
 use keel_proto::introspection::introspection_server::IntrospectionServer;
@@ -24,6 +25,7 @@ use tonic::transport::Server;
 
 use crate::config::Config;
 use crate::grpc::containers::ContainersService;
+use crate::grpc::content::ContentService;
 use crate::grpc::events::EventsService;
 use crate::grpc::images::ImagesService;
 use crate::grpc::introspection::IntrospectionService;
@@ -72,6 +74,11 @@ pub async fn run(config: Config) -> Result<()> {
         .add_service(SnapshotsServer::new(SnapshotsService::new(
             supervisor.clone(),
         )))
+        .add_service(
+            ContentServer::new(ContentService::new(supervisor.clone()))
+                .max_decoding_message_size(16 << 20)
+                .max_encoding_message_size(16 << 20),
+        )
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop_signal())
         .await;
     let _ = fs::remove_file(&address);

@@ -25,6 +25,8 @@ pub struct Supervisor {
     pub uuid: String,
     /// The snapshotters (overlayfs where it works, native), under `config.root`.
     pub snapshotters: crate::snapshots::Snapshotters,
+    /// The content store, in containerd's layout under the root.
+    pub content: crate::content::Content,
 }
 
 impl Supervisor {
@@ -35,6 +37,9 @@ impl Supervisor {
             .map_err(|e| MetadataError::Storage(format!("server uuid: {e}")))?;
         let snapshotters = crate::snapshots::Snapshotters::open(&config.root)
             .map_err(|e| MetadataError::Storage(format!("snapshotters: {e}")))?;
+        let content =
+            crate::content::Content::open(&config.root.join("io.containerd.content.v1.content"))
+                .map_err(|e| MetadataError::Storage(format!("content store: {e}")))?;
         let events = Exchange::new();
         let runtime = Manager::new(&config, events.clone());
         Ok(Self {
@@ -44,6 +49,7 @@ impl Supervisor {
             runtime,
             uuid,
             snapshotters,
+            content,
         })
     }
 

@@ -1,12 +1,14 @@
 //! The content store's files: blobs addressed by their digest under
-//! `<root>/content/blobs/sha256/<hex>`, and ingests (writes in progress, resumable by ref) under
-//! `<root>/content/ingest/<sha256 of the ref>/{data,ref,total,expected}`. A blob appears under
+//! `<dir>/blobs/sha256/<hex>`, and ingests (writes in progress, resumable by ref) under
+//! `<dir>/ingest/<sha256 of the ref>/{data,ref,total,expected}` (containerd's `content/local`
+//! layout, `<dir>` being `<root>/io.containerd.content.v1.content`). A blob appears under
 //! its digest only after the bytes written hash to it (and have the expected size): it is
 //! written in the ingest dir and renamed into place, so a reader never sees half a blob.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
@@ -21,6 +23,14 @@ pub enum ContentError {
     InvalidArgument(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// Another writer holds the ingest (containerd's "ref ... locked").
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    OutOfRange(String),
+    /// The metadata database failed.
+    #[error("metadata database: {0}")]
+    Storage(String),
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
 }
@@ -54,7 +64,8 @@ impl ContentDigest {
         Ok(Self(text.to_string()))
     }
 
-    fn of(hasher: Sha256) -> Self {
+    /// The digest of what `hasher` has seen.
+    pub fn of(hasher: Sha256) -> Self {
         let hex: String = hasher
             .finalize()
             .iter()
@@ -85,12 +96,16 @@ pub struct IngestStatus {
     pub offset: u64,
     pub total: u64,
     pub expected: Option<ContentDigest>,
+    /// When the ingest began (its `ref` file was written).
+    pub started_at: SystemTime,
+    /// When its data last changed.
+    pub updated_at: SystemTime,
 }
 
 impl Store {
-    /// The store under `<root>/content`.
-    pub fn open(root: &Path) -> Result<Self> {
-        let root = root.join("content");
+    /// The store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let root = dir.to_path_buf();
         for dir in [root.join("blobs/sha256"), root.join("ingest")] {
             fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         }
@@ -164,7 +179,9 @@ impl Store {
         }
         let dir = self.ingest_dir(reference);
         fs::create_dir_all(&dir).map_err(io_err(format!("creating ingest {reference:?}")))?;
-        fs::write(dir.join("ref"), reference).map_err(io_err("writing the ingest ref"))?;
+        if !dir.join("ref").exists() {
+            fs::write(dir.join("ref"), reference).map_err(io_err("writing the ingest ref"))?;
+        }
         if total > 0 {
             fs::write(dir.join("total"), total.to_string())
                 .map_err(io_err("writing the ingest total"))?;
@@ -184,8 +201,8 @@ impl Store {
     /// Where ingest `reference` stands.
     pub fn status(&self, reference: &str) -> Result<IngestStatus> {
         let dir = self.ingest_dir(reference);
-        let offset = match fs::metadata(dir.join("data")) {
-            Ok(m) => m.len(),
+        let (offset, updated_at) = match fs::metadata(dir.join("data")) {
+            Ok(m) => (m.len(), m.modified().unwrap_or_else(|_| SystemTime::now())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(ContentError::NotFound(format!(
                     "ingest {reference:?} not found"
@@ -200,12 +217,63 @@ impl Store {
         let expected = fs::read_to_string(dir.join("expected"))
             .ok()
             .and_then(|t| ContentDigest::parse(t.trim()).ok());
+        let started_at = fs::metadata(dir.join("ref"))
+            .and_then(|m| m.modified())
+            .unwrap_or(updated_at);
         Ok(IngestStatus {
             reference: reference.to_string(),
             offset,
             total,
             expected,
+            started_at,
+            updated_at,
         })
+    }
+
+    /// Every ingest in the store (whatever its ref), skipping ones half made or half removed.
+    pub fn ingests(&self) -> Result<Vec<IngestStatus>> {
+        let dir = self.root.join("ingest");
+        let entries = fs::read_dir(&dir).map_err(io_err("listing the ingests"))?;
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let Ok(reference) = fs::read_to_string(entry.path().join("ref")) else {
+                continue;
+            };
+            if let Ok(status) = self.status(&reference) {
+                out.push(status);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops what ingest `reference` holds so far: a writer that restarts at offset 0.
+    pub fn truncate(&self, reference: &str) -> Result<()> {
+        self.status(reference)?;
+        OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(self.ingest_dir(reference).join("data"))
+            .map(drop)
+            .map_err(io_err("truncating the ingest data"))
+    }
+
+    /// Moves a finished file (on the store's filesystem) in as a blob, returning its digest and
+    /// size; if the blob is already there the file is removed instead.
+    pub fn adopt(&self, file: &Path) -> Result<(ContentDigest, u64)> {
+        let mut hasher = Sha256::new();
+        let mut f = File::open(file).map_err(io_err(format!("opening {}", file.display())))?;
+        let size =
+            io::copy(&mut f, &mut hasher).map_err(io_err(format!("hashing {}", file.display())))?;
+        f.sync_all().map_err(io_err("syncing the new blob"))?;
+        let digest = ContentDigest::of(hasher);
+        let blob = self.blob_path(&digest);
+        if blob.exists() {
+            fs::remove_file(file).map_err(io_err(format!("removing {}", file.display())))?;
+        } else {
+            fs::rename(file, &blob)
+                .map_err(io_err(format!("moving {} into place", digest.as_str())))?;
+        }
+        Ok((digest, size))
     }
 
     /// Writes `data` at `offset` of ingest `reference`: the offset must be where the ingest
@@ -213,8 +281,8 @@ impl Store {
     pub fn write(&self, reference: &str, offset: u64, data: &[u8]) -> Result<u64> {
         let status = self.status(reference)?;
         if offset != status.offset {
-            return Err(ContentError::InvalidArgument(format!(
-                "ingest {reference:?} is at offset {}, not {offset}",
+            return Err(ContentError::OutOfRange(format!(
+                "write @{offset} must occur at current offset {}",
                 status.offset
             )));
         }
@@ -229,7 +297,7 @@ impl Store {
 
     /// Commits ingest `reference`: its bytes must have `size` (if not 0) and hash to
     /// `expected` (if given, else the one given at `begin`). The blob is renamed into place;
-    /// an existing blob with that digest is AlreadyExists (the ingest is dropped).
+    /// if a blob with that digest exists, it is kept and the ingest dropped.
     pub fn commit(
         &self,
         reference: &str,
@@ -239,10 +307,9 @@ impl Store {
         let status = self.status(reference)?;
         let dir = self.ingest_dir(reference);
         let data = dir.join("data");
-        let size = if size > 0 { size } else { status.total };
         if size > 0 && status.offset != size {
             return Err(ContentError::FailedPrecondition(format!(
-                "ingest {reference:?}: unexpected commit size {}, expected {size}",
+                "unexpected commit size {}, expected {size}",
                 status.offset
             )));
         }
@@ -253,7 +320,7 @@ impl Store {
         if let Some(want) = expected.or(status.expected.as_ref()) {
             if *want != digest {
                 return Err(ContentError::FailedPrecondition(format!(
-                    "ingest {reference:?}: unexpected commit digest {}, expected {}",
+                    "unexpected commit digest {}, expected {}",
                     digest.as_str(),
                     want.as_str()
                 )));
@@ -261,11 +328,10 @@ impl Store {
         }
         let blob = self.blob_path(&digest);
         if blob.exists() {
+            // Same digest, same bytes: the blob there is as good (the metadata decides whether
+            // this namespace already had it).
             let _ = fs::remove_dir_all(&dir);
-            return Err(ContentError::AlreadyExists(format!(
-                "content {} already exists",
-                digest.as_str()
-            )));
+            return Ok(digest);
         }
         File::open(&data)
             .and_then(|f| f.sync_all())
@@ -324,14 +390,14 @@ mod tests {
         assert_eq!(again.offset, 6);
         assert!(matches!(
             store.write("ref-1", 2, b"x"),
-            Err(ContentError::InvalidArgument(_))
+            Err(ContentError::OutOfRange(_))
         ));
         store.write("ref-1", 6, b"world").unwrap();
         assert!(
             !store.blob_path(&want).exists(),
             "nothing visible before the commit"
         );
-        assert_eq!(store.commit("ref-1", 0, None).unwrap(), want);
+        assert_eq!(store.commit("ref-1", 11, None).unwrap(), want);
         assert_eq!(store.read(&want, 6, 0).unwrap(), b"world");
         assert_eq!(store.read(&want, 0, 5).unwrap(), b"hello");
         assert_eq!(store.size(&want).unwrap(), 11);
@@ -361,19 +427,17 @@ mod tests {
     }
 
     #[test]
-    fn committing_existing_content_is_already_exists() {
+    fn committing_existing_content_keeps_the_blob() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         for reference in ["a", "b"] {
             store.begin(reference, 0, None).unwrap();
             store.write(reference, 0, b"same").unwrap();
         }
-        store.commit("a", 0, None).unwrap();
-        assert!(matches!(
-            store.commit("b", 0, None),
-            Err(ContentError::AlreadyExists(_))
-        ));
         let d = digest_of(b"same");
+        assert_eq!(store.commit("a", 0, None).unwrap(), d);
+        assert_eq!(store.commit("b", 0, None).unwrap(), d);
+        assert!(store.ingests().unwrap().is_empty());
         store.delete(&d).unwrap();
         assert!(matches!(store.delete(&d), Err(ContentError::NotFound(_))));
         assert!(matches!(
