@@ -285,6 +285,14 @@ fn ctr_steps(ctrd: &Containerd, t: &mut Transcript) -> Result<()> {
         t.record(what, &out);
         Ok(())
     };
+    // ctr prints an image's labels from a Go map: in random order.
+    let label = |t: &mut Transcript, what: &str, args: &[&str]| -> Result<()> {
+        let out = ctrd.ctr(args)?;
+        let mut labels: Vec<&str> = out.stdout.trim_end().split(',').collect();
+        labels.sort_unstable();
+        t.record_output(what, &out, labels.join(","));
+        Ok(())
+    };
     ctr(t, "ctr images ls", &["images", "ls"])?;
     ctr(t, "ctr images ls -q", &["images", "ls", "-q"])?;
     ctr(
@@ -292,12 +300,12 @@ fn ctr_steps(ctrd: &Containerd, t: &mut Transcript) -> Result<()> {
         "ctr images ls filter",
         &["images", "ls", "-q", "labels.only==1"],
     )?;
-    ctr(
+    label(
         t,
         "ctr images label",
         &["images", "label", BUSYBOX, "color=blue"],
     )?;
-    ctr(
+    label(
         t,
         "ctr images label remove",
         &["images", "label", BUSYBOX, "only="],
