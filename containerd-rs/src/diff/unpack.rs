@@ -613,10 +613,7 @@ fn link_name<R: Read>(entry: &tar::Entry<'_, R>, name: &str) -> Result<Vec<u8>, 
 }
 
 /// The xattrs a PAX header carries (`SCHILY.xattr.NAME`), as the Go archive/tar writes them.
-fn pax_xattrs<R: Read>(
-    entry: &mut tar::Entry<'_, R>,
-    name: &str,
-) -> Result<Xattrs, UnpackError> {
+fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Xattrs, UnpackError> {
     let read = |source: io::Error| UnpackError::Entry {
         entry: name.to_string(),
         op: "reading PAX headers",
@@ -658,4 +655,76 @@ fn copy_sparse(reader: &mut impl Read, file: &mut File) -> io::Result<u64> {
     }
     file.set_len(total)?;
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_drops_dots_and_slashes_and_refuses_dotdot() {
+        assert_eq!(clean(b"/a//./b/"), Some(vec![b"a".to_vec(), b"b".to_vec()]));
+        assert_eq!(clean(b"./"), Some(Vec::new()));
+        assert_eq!(clean(b"a/../b"), None);
+        assert_eq!(clean(b".."), None);
+        assert_eq!(clean(b"a/..b"), Some(vec![b"a".to_vec(), b"..b".to_vec()]));
+    }
+
+    #[test]
+    fn display_shortens_absurd_names() {
+        assert_eq!(display(b"etc/passwd"), "etc/passwd");
+        assert_eq!(display(&[b'x'; 5000]).chars().count(), 201);
+    }
+
+    #[test]
+    fn copy_sparse_keeps_content_and_makes_holes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let mut data = vec![0u8; 8 << 20];
+        data[5] = 1;
+        let last = data.len() - 1;
+        data[last] = 2;
+        let mut file = File::create(&path).expect("create");
+        assert_eq!(
+            copy_sparse(&mut data.as_slice(), &mut file).expect("copy"),
+            data.len() as u64
+        );
+        assert_eq!(std::fs::read(&path).expect("read"), data);
+        use std::os::unix::fs::MetadataExt;
+        assert!(std::fs::metadata(&path).expect("stat").blocks() * 512 < 1 << 20);
+    }
+
+    #[test]
+    fn remove_all_does_not_follow_symlinks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).expect("mkdir");
+        std::fs::write(outside.join("keep"), b"k").expect("write");
+        let victim = dir.path().join("victim");
+        std::fs::create_dir_all(victim.join("sub")).expect("mkdir");
+        std::os::unix::fs::symlink(&outside, victim.join("sub/link")).expect("symlink");
+        let fd = nix::fcntl::open(
+            dir.path(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .expect("open");
+        remove_all_at(&fd, b"victim").expect("remove");
+        assert!(!victim.exists());
+        assert_eq!(std::fs::read(outside.join("keep")).expect("read"), b"k");
+    }
+
+    #[test]
+    fn a_missing_root_is_a_typed_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = unpack(&b""[..], &dir.path().join("missing"), WhiteoutMode::Delete);
+        assert!(matches!(err, Err(UnpackError::Root { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn garbage_is_a_read_error_not_a_panic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = unpack(&[0xffu8; 1024][..], dir.path(), WhiteoutMode::Delete);
+        assert!(err.is_err(), "{err:?}");
+    }
 }

@@ -105,3 +105,31 @@ impl Diff for DiffService {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn errors_keep_containerds_codes() {
+        assert_eq!(
+            diff_status(DiffError::BlobNotFound("sha256:x".into())).code(),
+            Code::NotFound
+        );
+        assert_eq!(
+            diff_status(DiffError::UnsupportedMediaType("x".into())).code(),
+            Code::Unimplemented
+        );
+        assert_eq!(
+            diff_status(DiffError::InvalidArgument("x".into())).code(),
+            Code::InvalidArgument
+        );
+        let status = diff_status(DiffError::NoProcessor("application/x".into()));
+        assert_eq!(status.code(), Code::Unknown);
+        assert_eq!(
+            status.message(),
+            "failed to get stream processor for application/x: no processor for media-type"
+        );
+    }
+}
