@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     fs::create_dir(&sentinel).expect("sentinel");
     fs::write(sentinel.join("canary"), b"canary").expect("canary");
     // Small files only, so one input cannot take seconds.
-    let options = UnpackOptions { max_file_size: 1 << 24 };
+    let options = UnpackOptions { max_file_size: 1 << 24, max_total_size: 1 << 26 };
     for mode in [WhiteoutMode::Delete, WhiteoutMode::Overlay] {
         let _ = unpack_with(data, &root, mode, &options);
     }

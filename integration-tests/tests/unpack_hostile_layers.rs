@@ -385,6 +385,19 @@ fn absurd_names_are_refused() -> Result<()> {
             name.len()
         );
     }
+    // An entry of an unhandled type is refused before anything is touched.
+    fs::create_dir(sandbox.root().join("etc"))?;
+    let mut tar = RawTar::new();
+    tar.entry(tar::EntryType::new(b'V'), b"etc", b"", b"", 0o644)?;
+    let err = unpack_bytes(&tar.finish()?, &sandbox.root(), WhiteoutMode::Delete);
+    ensure!(
+        matches!(err, Err(UnpackError::Unsupported { kind: b'V', .. })),
+        "{err:?}"
+    );
+    ensure!(
+        sandbox.root().join("etc").is_dir(),
+        "an unhandled entry removed etc"
+    );
     let mut tar = RawTar::new();
     tar.file(b"./", b"")?;
     ensure!(

@@ -36,10 +36,10 @@ pub fn with_temp_mount<T>(
     let mut guard = TempMount {
         dir: temp_dir(base)?,
         mounted: 0,
+        mounts_asked: mounts.len(),
     };
     for m in mounts {
-        mount_one(m, &guard.dir, readonly)?;
-        guard.mounted += 1;
+        mount_one(m, &guard.dir, readonly, &mut guard.mounted)?;
     }
     f(&guard.dir)
 }
@@ -47,7 +47,10 @@ pub fn with_temp_mount<T>(
 /// A temp mount point: unmounted and removed when dropped.
 struct TempMount {
     dir: PathBuf,
+    /// Mounts stacked on `dir`, each undone on drop.
     mounted: usize,
+    /// Mounts asked for: with none, the dir itself was written to.
+    mounts_asked: usize,
 }
 
 impl Drop for TempMount {
@@ -57,7 +60,14 @@ impl Drop for TempMount {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "unmounting a diff temp mount");
             }
         }
-        if let Err(e) = std::fs::remove_dir(&self.dir) {
+        // Only a dir that nothing was ever to be mounted on may hold files (Apply onto no
+        // mounts unpacks into the dir itself); a mounted one is only ever rmdir'ed.
+        let removed = if self.mounts_asked == 0 {
+            std::fs::remove_dir_all(&self.dir)
+        } else {
+            std::fs::remove_dir(&self.dir)
+        };
+        if let Err(e) = removed {
             tracing::warn!(dir = %self.dir.display(), error = %e, "removing a diff temp mount dir");
         }
     }
@@ -80,7 +90,12 @@ pub fn temp_dir(base: &Path) -> Result<PathBuf, DiffError> {
 
 /// Mounts one containerd mount on `target`: bind mounts as real bind mounts (read-only by a
 /// remount, which a bind mount needs), others by type with their options as data.
-fn mount_one(m: &Mount, target: &Path, readonly: bool) -> Result<(), DiffError> {
+fn mount_one(
+    m: &Mount,
+    target: &Path,
+    readonly: bool,
+    mounted: &mut usize,
+) -> Result<(), DiffError> {
     let mut flags = MsFlags::empty();
     let mut data = Vec::new();
     for option in &m.options {
@@ -112,12 +127,11 @@ fn mount_one(m: &Mount, target: &Path, readonly: bool) -> Result<(), DiffError> 
             None::<&str>,
         )
         .map_err(fail)?;
+        // Counted now, so the guard undoes it even if the remount fails.
+        *mounted += 1;
         if flags.contains(MsFlags::MS_RDONLY) {
             let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-            if let Err(e) = mount(None::<&str>, target, None::<&str>, remount, None::<&str>) {
-                let _ = umount2(target, MntFlags::MNT_DETACH);
-                return Err(fail(e));
-            }
+            mount(None::<&str>, target, None::<&str>, remount, None::<&str>).map_err(fail)?;
         }
         return Ok(());
     }
@@ -130,5 +144,7 @@ fn mount_one(m: &Mount, target: &Path, readonly: bool) -> Result<(), DiffError> 
         flags,
         data,
     )
-    .map_err(fail)
+    .map_err(fail)?;
+    *mounted += 1;
+    Ok(())
 }

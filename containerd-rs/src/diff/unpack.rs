@@ -49,6 +49,8 @@ pub enum WhiteoutMode {
 pub struct UnpackOptions {
     /// The largest apparent size of one file; a sparse file declaring more is refused.
     pub max_file_size: u64,
+    /// The largest apparent size of all files together, so many huge sparse files are refused too.
+    pub max_total_size: u64,
 }
 
 impl Default for UnpackOptions {
@@ -56,6 +58,7 @@ impl Default for UnpackOptions {
         // 64 GiB: past any real image file, and a hole that size still reads in seconds.
         Self {
             max_file_size: 64 << 30,
+            max_total_size: 256 << 30,
         }
     }
 }
@@ -261,11 +264,24 @@ impl Unpacker<'_> {
     fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), UnpackError> {
         let raw = entry.path_bytes().into_owned();
         let name = display(&raw);
+        let kind = entry.header().entry_type();
+        // Checked before anything is touched, so an unhandled entry changes nothing.
+        use tar::EntryType as T;
+        match kind {
+            T::XGlobalHeader => return Ok(()),
+            T::Regular | T::Continuous | T::GNUSparse | T::Directory | T::Symlink | T::Link => {}
+            T::Char | T::Block | T::Fifo => {}
+            other => {
+                return Err(UnpackError::Unsupported {
+                    entry: name,
+                    kind: other.as_byte(),
+                })
+            }
+        }
         let comps = clean(&raw).ok_or_else(|| UnpackError::ParentComponent {
             entry: name.clone(),
         })?;
         self.stats.entries += 1;
-        let kind = entry.header().entry_type();
         let Some((base, parent)) = comps.split_last() else {
             return self.apply_root(entry, &name);
         };
@@ -292,7 +308,6 @@ impl Unpacker<'_> {
         }
         let xattrs = pax_xattrs(entry, &name)?;
         let header = entry.header().clone();
-        use tar::EntryType as T;
         match kind {
             T::Regular | T::Continuous | T::GNUSparse => {
                 self.write_file(&dir, base, entry, &name)?
@@ -384,7 +399,9 @@ impl Unpacker<'_> {
         name: &str,
     ) -> Result<(), UnpackError> {
         let size = entry.size();
-        if size > self.options.max_file_size {
+        if size > self.options.max_file_size
+            || self.stats.bytes.saturating_add(size) > self.options.max_total_size
+        {
             return Err(UnpackError::TooLarge {
                 entry: name.to_string(),
                 size,
