@@ -744,4 +744,79 @@ mod tests {
         let err = unpack(&[0xffu8; 1024][..], dir.path(), WhiteoutMode::Delete);
         assert!(err.is_err(), "{err:?}");
     }
+
+    /// A layer mixing hostile entries: the seed the property test below mutates.
+    fn hostile_seed() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |kind: tar::EntryType, name: &[u8], link: &[u8], data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o755);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.as_old_mut().name[..name.len()].copy_from_slice(name);
+            h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+            h.set_cksum();
+            b.append(&h, data).expect("append");
+        };
+        add(tar::EntryType::Directory, b"d/", b"", b"");
+        add(tar::EntryType::Symlink, b"d/up", b"../../sentinel", b"");
+        add(tar::EntryType::Symlink, b"abs", b"/", b"");
+        add(tar::EntryType::Regular, b"abs/y", b"", b"data");
+        add(tar::EntryType::Link, b"h", b"abs/y", b"");
+        add(tar::EntryType::Regular, b"d/.wh..wh..opq", b"", b"");
+        add(tar::EntryType::Regular, b"d/.wh.up", b"", b"");
+        add(tar::EntryType::Regular, b"d", b"", b"file now");
+        add(tar::EntryType::Symlink, b"e", b"../sentinel", b"");
+        add(tar::EntryType::Regular, b"e/x", b"", b"data");
+        add(tar::EntryType::Regular, b"abs/../sentinel/y", b"", b"data");
+        b.into_inner().expect("tar")
+    }
+
+    #[test]
+    fn the_seed_applies_until_its_first_escape() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = unpack(hostile_seed().as_slice(), dir.path(), WhiteoutMode::Delete);
+        assert!(
+            matches!(&err, Err(UnpackError::Entry { entry, .. }) if entry == "e/x"),
+            "{err:?}"
+        );
+        assert_eq!(std::fs::read(dir.path().join("y")).expect("y"), b"data");
+        assert_eq!(std::fs::read(dir.path().join("h")).expect("h"), b"data");
+        assert_eq!(std::fs::read(dir.path().join("d")).expect("d"), b"file now");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Mutated hostile layers never change anything beside the root.
+        #[test]
+        fn mutated_layers_never_escape(
+            flips in proptest::collection::vec((0usize..1 << 14, proptest::prelude::any::<u8>()), 1..16),
+            overlay in proptest::prelude::any::<bool>(),
+        ) {
+            let mut data = hostile_seed();
+            for (at, byte) in flips {
+                let at = at % data.len();
+                data[at] = byte;
+            }
+            let dir = tempfile::tempdir().expect("tempdir");
+            let root = dir.path().join("root");
+            let sentinel = dir.path().join("sentinel");
+            std::fs::create_dir(&root).expect("root");
+            std::fs::create_dir(&sentinel).expect("sentinel");
+            std::fs::write(sentinel.join("canary"), b"canary").expect("canary");
+            let mode = if overlay { WhiteoutMode::Overlay } else { WhiteoutMode::Delete };
+            let options = UnpackOptions { max_file_size: 1 << 20, max_total_size: 1 << 22 };
+            let _ = unpack_with(data.as_slice(), &root, mode, &options);
+            let beside = std::fs::read_dir(dir.path()).expect("list").count();
+            proptest::prop_assert_eq!(beside, 2);
+            let names: Vec<_> = std::fs::read_dir(&sentinel).expect("list").map(|e| e.expect("entry").file_name()).collect();
+            proptest::prop_assert_eq!(names, vec!["canary"]);
+            proptest::prop_assert_eq!(std::fs::read(sentinel.join("canary")).expect("read"), b"canary".to_vec());
+            use std::os::unix::fs::MetadataExt;
+            proptest::prop_assert_eq!(std::fs::metadata(sentinel.join("canary")).expect("stat").nlink(), 1);
+        }
+    }
 }
