@@ -833,3 +833,51 @@ fn diff_round_trips_through_apply() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn apply_onto_a_single_overlay_mount_writes_overlay_whiteouts_in_its_upperdir() -> Result<()> {
+    require_root!();
+    let dir = tempfile::tempdir()?;
+    let store = DirStore::new(&dir.path().join("store"))?;
+    let [lower, upper, work, merged] =
+        ["lower", "upper", "work", "merged"].map(|n| dir.path().join(n));
+    for d in [&lower, &upper, &work, &merged] {
+        fs::create_dir(d)?;
+    }
+    let (lower_layer, upper_layer) = whiteout_layers()?;
+    unpack_bytes(&lower_layer, &lower, WhiteoutMode::Delete)?;
+    let desc = Descriptor {
+        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+        digest: store.put(&upper_layer)?,
+        size: 0,
+    };
+    let options = vec![
+        format!("workdir={}", work.display()),
+        format!("upperdir={}", upper.display()),
+        format!("lowerdir={}", lower.display()),
+    ];
+    let mounts = vec![Mount {
+        kind: "overlay".into(),
+        source: "overlay".into(),
+        options: options.clone(),
+    }];
+    let applied = apply(&store, "ns", &desc, &mounts)?;
+    ensure!(applied.digest == sha256(&upper_layer), "{applied:?}");
+    let whiteout = fs::symlink_metadata(upper.join("etc/a"))?;
+    ensure!(
+        whiteout.file_type().is_char_device() && whiteout.rdev() == 0,
+        "no overlay whiteout in the upperdir"
+    );
+    nix::mount::mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(options.join(",").as_str()),
+    )
+    .context("mounting overlay")?;
+    let guard = OverlayMount(merged.clone());
+    check_whiteouts(&merged)?;
+    drop(guard);
+    Ok(())
+}

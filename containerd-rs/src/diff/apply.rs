@@ -25,7 +25,7 @@ pub fn apply(
             ))(e),
         })?;
     let mut stream = Digesting::new(decompress(&desc.media_type, BufReader::new(blob))?);
-    match overlay_upperdir(mounts)? {
+    match overlay_upperdir(mounts) {
         Some(upper) => {
             unpack(&mut stream, &upper, WhiteoutMode::Overlay)?;
         }

@@ -8,22 +8,19 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::{DiffError, Mount};
 
-/// The upperdir of `mounts` if they are a single overlay mount: Apply unpacks straight into it.
-pub fn overlay_upperdir(mounts: &[Mount]) -> Result<Option<PathBuf>, DiffError> {
-    let [mount] = mounts else { return Ok(None) };
+/// The upperdir of `mounts` if they are a single overlay mount with one: Apply unpacks straight
+/// into it. Without an upperdir (a read-only view), containerd falls back to a temp mount.
+pub fn overlay_upperdir(mounts: &[Mount]) -> Option<PathBuf> {
+    let [mount] = mounts else { return None };
     if mount.kind != "overlay" {
-        return Ok(None);
+        return None;
     }
-    let upper = mount
+    mount
         .options
         .iter()
-        .find_map(|o| o.strip_prefix("upperdir="));
-    match upper {
-        Some(upper) => Ok(Some(PathBuf::from(upper))),
-        None => Err(DiffError::InvalidArgument(
-            "upperdir not found: invalid argument".to_string(),
-        )),
-    }
+        .find_map(|o| o.strip_prefix("upperdir="))
+        .filter(|upper| !upper.is_empty())
+        .map(PathBuf::from)
 }
 
 /// `mounts` mounted (read-only if `readonly`) on a fresh dir under `base` while `f` runs.

@@ -789,7 +789,6 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
         /// Mutated hostile layers never change anything beside the root.
         #[test]
         fn mutated_layers_never_escape(
