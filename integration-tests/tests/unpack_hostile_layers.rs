@@ -881,3 +881,58 @@ fn apply_onto_a_single_overlay_mount_writes_overlay_whiteouts_in_its_upperdir() 
     drop(guard);
     Ok(())
 }
+
+/// A PAX record `LEN key=value\n`, whose length counts its own digits.
+fn pax_record(key: &str, value: &str) -> Vec<u8> {
+    let body = format!(" {key}={value}\n");
+    let mut len = body.len() + 1;
+    while format!("{len}{body}").len() != len {
+        len += 1;
+    }
+    format!("{len}{body}").into_bytes()
+}
+
+#[test]
+fn pax_xattrs_are_set() -> Result<()> {
+    require_root!();
+    // Seen through overlay: a directory given trusted.overlay.opaque by a PAX xattr (not by a
+    // `.wh..wh..opq` entry) hides what the lower layer has in it.
+    let dir = tempfile::tempdir()?;
+    let [lower, upper, work, merged] =
+        ["lower", "upper", "work", "merged"].map(|n| dir.path().join(n));
+    for d in [&lower, &upper, &work, &merged] {
+        fs::create_dir(d)?;
+    }
+    let (lower_layer, _) = whiteout_layers()?;
+    unpack_bytes(&lower_layer, &lower, WhiteoutMode::Delete)?;
+    let mut tar = RawTar::new();
+    tar.entry(
+        tar::EntryType::XHeader,
+        b"PaxHeaders/opq",
+        b"",
+        &pax_record("SCHILY.xattr.trusted.overlay.opaque", "y"),
+        0o644,
+    )?
+    .dir(b"opq/")?
+    .file(b"opq/y", b"y")?
+    .file(b"etc/.wh.a", b"")?;
+    unpack_bytes(&tar.finish()?, &upper, WhiteoutMode::Overlay)?;
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    nix::mount::mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .context("mounting overlay")?;
+    let guard = OverlayMount(merged.clone());
+    check_whiteouts(&merged)?;
+    drop(guard);
+    Ok(())
+}
