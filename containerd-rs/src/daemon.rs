@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use keel_proto::containers::containers_server::ContainersServer;
 use keel_proto::content::content_server::ContentServer;
+use keel_proto::diff::diff_server::DiffServer;
 use keel_proto::event_service::events_server::EventsServer;
 use keel_proto::images::images_server::ImagesServer;
 use keel_proto::introspection::introspection_server::IntrospectionServer;
@@ -24,8 +25,10 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 
 use crate::config::Config;
+use crate::diff::ContentLayers;
 use crate::grpc::containers::ContainersService;
 use crate::grpc::content::ContentService;
+use crate::grpc::diff::DiffService;
 use crate::grpc::events::EventsService;
 use crate::grpc::images::ImagesService;
 use crate::grpc::introspection::IntrospectionService;
@@ -79,6 +82,9 @@ pub async fn run(config: Config) -> Result<()> {
                 .max_decoding_message_size(16 << 20)
                 .max_encoding_message_size(16 << 20),
         )
+        .add_service(DiffServer::new(DiffService::new(Arc::new(ContentLayers(
+            supervisor.clone(),
+        )))))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop_signal())
         .await;
     let _ = fs::remove_file(&address);
