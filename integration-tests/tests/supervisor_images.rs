@@ -386,10 +386,21 @@ async fn images_match_containerd() -> Result<()> {
     Ok(())
 }
 
-/// The images the builder makes, pushed to the registry fixture, pulled and run by containerd
-/// 1.6 itself: proof that they are well-formed for the pull tests of keel-containerd.
+/// The images the builder makes (OCI gzip and zstd, Docker schema 2, a multi-platform index),
+/// pushed to the registry fixture, then `ctr images pull --plain-http`, `images ls` and `ctr run
+/// --rm IMAGE id echo hi`: on containerd 1.6 (proof the images are well-formed) and on
+/// keel-containerd (content, images, snapshots and diff together).
 #[test]
 fn built_images_pull_and_run_on_containerd() -> Result<()> {
+    pull_and_run(Supervisor::Containerd)
+}
+
+#[test]
+fn built_images_pull_and_run_on_keel_containerd() -> Result<()> {
+    pull_and_run(Supervisor::KeelContainerd)
+}
+
+fn pull_and_run(supervisor: Supervisor) -> Result<()> {
     require_root!();
     if let Err(why) = image_builder::skopeo_available() {
         keel_integration_tests::skip::skip(module_path!(), &why);
@@ -401,7 +412,7 @@ fn built_images_pull_and_run_on_containerd() -> Result<()> {
         return Ok(());
     }
     let registry = require_peer!(Registry::start());
-    let ctrd = require_peer!(Containerd::start());
+    let ctrd = require_peer!(supervisor.start(Environment::default()));
     let layout_dir = ctrd.subdir("layout")?;
     let layout = image_builder::build(&layout_dir)?;
     for tag in Tag::ALL {
