@@ -192,6 +192,16 @@ fn half_done(ctrd: &Containerd, t: &mut Vec<Step>) -> Result<()> {
 fn ctr_content_same_as_containerd() -> Result<()> {
     require_root!();
     let reference = require_peer!(Containerd::start());
+    // containerd collects garbage once, 100 ms after it starts (its scheduler's startup_delay):
+    // content `ctr content ingest` wrote before that (no lease holds it) is gone, content
+    // written after it stays until a later collection. Wait for that first one to be stable.
+    let collected = || {
+        std::fs::read_to_string(reference.log()).is_ok_and(|log| log.contains("garbage collected"))
+    };
+    ensure!(
+        keel_integration_tests::host::wait_until(Duration::from_secs(10), collected),
+        "containerd logged no first garbage collection within 10 s"
+    );
     let want = transcript(&reference)?;
     drop(reference);
     let keel = require_peer!(KeelContainerd::start());
