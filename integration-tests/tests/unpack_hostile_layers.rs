@@ -549,6 +549,32 @@ fn whiteouts_delete_in_a_plain_tree() -> Result<()> {
 /// An overlay mount, unmounted when dropped.
 struct OverlayMount(PathBuf);
 
+impl OverlayMount {
+    /// Mounts overlay on `merged` with `options` (`lowerdir=...,upperdir=...,workdir=...`).
+    fn mount(merged: &Path, options: &str) -> Result<Self> {
+        nix::mount::mount(
+            Some("overlay"),
+            merged,
+            Some("overlay"),
+            nix::mount::MsFlags::empty(),
+            Some(options),
+        )
+        .context("mounting overlay")?;
+        Ok(Self(merged.to_path_buf()))
+    }
+
+    /// [`OverlayMount::mount`] of one lower, one upper and a workdir.
+    fn layers(merged: &Path, lower: &Path, upper: &Path, work: &Path) -> Result<Self> {
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        );
+        Self::mount(merged, &options)
+    }
+}
+
 impl Drop for OverlayMount {
     fn drop(&mut self) {
         let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
@@ -572,21 +598,7 @@ fn whiteouts_and_opaque_dirs_on_a_real_overlay() -> Result<()> {
         whiteout.file_type().is_char_device() && whiteout.rdev() == 0,
         "etc/a is not an overlay whiteout"
     );
-    let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.display(),
-        upper.display(),
-        work.display()
-    );
-    nix::mount::mount(
-        Some("overlay"),
-        &merged,
-        Some("overlay"),
-        nix::mount::MsFlags::empty(),
-        Some(options.as_str()),
-    )
-    .context("mounting overlay")?;
-    let guard = OverlayMount(merged.clone());
+    let guard = OverlayMount::layers(&merged, &lower, &upper, &work)?;
     check_whiteouts(&merged)?;
     drop(guard);
     Ok(())
@@ -868,15 +880,7 @@ fn apply_onto_a_single_overlay_mount_writes_overlay_whiteouts_in_its_upperdir() 
         whiteout.file_type().is_char_device() && whiteout.rdev() == 0,
         "no overlay whiteout in the upperdir"
     );
-    nix::mount::mount(
-        Some("overlay"),
-        &merged,
-        Some("overlay"),
-        nix::mount::MsFlags::empty(),
-        Some(options.join(",").as_str()),
-    )
-    .context("mounting overlay")?;
-    let guard = OverlayMount(merged.clone());
+    let guard = OverlayMount::mount(&merged, &options.join(","))?;
     check_whiteouts(&merged)?;
     drop(guard);
     Ok(())
@@ -917,21 +921,7 @@ fn pax_xattrs_are_set() -> Result<()> {
     .file(b"opq/y", b"y")?
     .file(b"etc/.wh.a", b"")?;
     unpack_bytes(&tar.finish()?, &upper, WhiteoutMode::Overlay)?;
-    let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.display(),
-        upper.display(),
-        work.display()
-    );
-    nix::mount::mount(
-        Some("overlay"),
-        &merged,
-        Some("overlay"),
-        nix::mount::MsFlags::empty(),
-        Some(options.as_str()),
-    )
-    .context("mounting overlay")?;
-    let guard = OverlayMount(merged.clone());
+    let guard = OverlayMount::layers(&merged, &lower, &upper, &work)?;
     check_whiteouts(&merged)?;
     drop(guard);
     Ok(())
