@@ -186,7 +186,9 @@ fn docker_exec_in_a_running_container() -> Result<()> {
     dockerd_test!(_lock, dockerd);
     compare(&dockerd, |r, t| {
         let name = r.name("exec");
-        let main = "echo ready; exec sleep 1000";
+        // Not `exec sleep`: busybox re-execs its applets through /proc/self/exe and names
+        // itself only afterwards, so a probe racing that sees "exe" as PID 1's name.
+        let main = "sleep 1000 & echo ready; wait";
         r.run(t, &["-d", "--name", &name], &["sh", "-c", main])?;
         r.wait_logs(t, &name, "ready", 1);
         let probe = "echo in-exec; cat /proc/1/comm; exit 5";
@@ -233,7 +235,9 @@ fn docker_restart_runs_the_container_again() -> Result<()> {
     dockerd_test!(_lock, dockerd);
     compare(&dockerd, |r, t| {
         let name = r.name("restart");
-        let main = "echo started; exec sleep 1000";
+        // Not `exec sleep`: busybox re-execs its applets through /proc/self/exe and names
+        // itself only afterwards, so a probe racing that sees "exe" as PID 1's name.
+        let main = "sleep 1000 & echo started; wait";
         r.run(t, &["-d", "--name", &name], &["sh", "-c", main])?;
         r.wait_logs(t, &name, "started", 1);
         r.docker(t, &["restart", "-t", "1", &name])?;
