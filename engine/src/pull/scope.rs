@@ -3,12 +3,14 @@
 
 use std::time::{Duration, SystemTime};
 
+use keel_proto::containers::containers_client::ContainersClient;
 use keel_proto::content::content_client::ContentClient;
 use keel_proto::diff::diff_client::DiffClient;
 use keel_proto::images::images_client::ImagesClient;
 use keel_proto::leases::leases_client::LeasesClient;
 use keel_proto::leases::{CreateRequest, DeleteRequest};
 use keel_proto::snapshots::snapshots_client::SnapshotsClient;
+use keel_proto::tasks::tasks_client::TasksClient;
 use tonic::transport::Channel;
 use tonic::Request;
 
@@ -73,6 +75,14 @@ impl Scope {
 
     pub fn diff(&self) -> DiffClient<Channel> {
         DiffClient::new(self.channel.clone())
+    }
+
+    pub fn containers(&self) -> ContainersClient<Channel> {
+        ContainersClient::new(self.channel.clone())
+    }
+
+    pub fn tasks(&self) -> TasksClient<Channel> {
+        TasksClient::new(self.channel.clone())
     }
 
     pub fn leases(&self) -> LeasesClient<Channel> {
