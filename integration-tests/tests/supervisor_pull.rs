@@ -1,0 +1,598 @@
+//! Issue 6's acceptance with Debian's real `ctr` against keel-containerd, every transcript
+//! compared with the same steps on a real containerd 1.6.20 (each daemon in its own temp dir
+//! and namespace, the images from one local registry the test starts):
+//!
+//! - after `ctr images pull --plain-http` of each built image (OCI gzip, OCI zstd, Docker
+//!   schema 2, multi-platform index): `images ls`, `images check`, `snapshots ls` (keys are
+//!   chain ids, so identical), `content ls`, and no lease left behind by the pull;
+//! - `images export`, `images rm`, `images import` (and `--no-unpack`), `images check`, `ctr run
+//!   --rm IMAGE id echo hi`; each daemon's tarball imported by the other, and the tarballs'
+//!   file lists compared;
+//! - `ctr leases create/ls/rm [--sync]`, errors included;
+//! - garbage collection: `images rm --sync` and `images rm` (after a while) leave no content
+//!   and no snapshot; what only a lease holds goes with `leases rm --sync`.
+//!
+//! What must differ between daemons and runs is normalised, nothing else: the temp dir, the
+//! namespace, the registry's port, times (`content ls`'s AGE, `leases ls`'s CREATED AT and
+//! `containerd.io/gc.expire`), and the random id of a lease made without `--id`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use containerd_client::services::v1::leases_client::LeasesClient;
+use containerd_client::services::v1::{AddResourceRequest, Resource};
+use containerd_client::tonic::Request;
+use containerd_client::with_namespace;
+use keel_integration_tests::image_builder::{self, Tag};
+use keel_integration_tests::peers::containerd::{Containerd, Environment};
+use keel_integration_tests::peers::keel_containerd::Supervisor;
+use keel_integration_tests::peers::outcome::{expect_same, Outcome};
+use keel_integration_tests::peers::registry::Registry;
+use keel_integration_tests::peers::{Peer, Transcript};
+use keel_integration_tests::{binary, host, require_peer, require_root, rootfs};
+use sha2::{Digest, Sha256};
+
+/// The registry repository the built images are pushed to.
+const REPOSITORY: &str = "keel/busybox";
+
+/// How long a daemon may take to collect garbage after a delete without `--sync`.
+const GC_WAIT: Duration = Duration::from_secs(20);
+
+/// The built images, every tag pushed to a registry of the test's own.
+struct Images {
+    registry: Registry,
+    _layout: tempfile::TempDir,
+}
+
+impl Images {
+    /// Starts the registry and pushes every [`Tag`]; `Unavailable` says what is missing.
+    fn start() -> Result<Peer<Self>> {
+        if let Err(why) = image_builder::skopeo_available() {
+            return Ok(Peer::Unavailable(why));
+        }
+        if !binary::has_runc() {
+            let why = "runc is not installed (containerd's runtime for ctr run)";
+            return Ok(Peer::Unavailable(why.into()));
+        }
+        if !Path::new(rootfs::HOST_BUSYBOX).is_file() {
+            let why = "busybox-static is not installed (the images' rootfs)";
+            return Ok(Peer::Unavailable(why.into()));
+        }
+        let registry = match Registry::start()? {
+            Peer::Ready(r) => r,
+            Peer::Unavailable(why) => return Ok(Peer::Unavailable(why)),
+        };
+        let layout = tempfile::Builder::new()
+            .prefix("keel-layout-")
+            .tempdir()
+            .context("making the layout's temp dir")?;
+        let built = image_builder::build(layout.path())?;
+        let images = Self {
+            registry,
+            _layout: layout,
+        };
+        for tag in Tag::ALL {
+            image_builder::push(&built, tag, &images.reference(tag))?;
+        }
+        Ok(Peer::Ready(images))
+    }
+
+    fn reference(&self, tag: Tag) -> String {
+        self.registry.reference(REPOSITORY, tag.name())
+    }
+}
+
+/// How a step's stdout is recorded.
+#[derive(Clone, Copy)]
+enum Shown {
+    /// As printed.
+    Stdout,
+    /// Not at all (`images pull`'s progress, which is timed).
+    Nothing,
+    /// A table: blanks collapsed, the rows after the header sorted.
+    Table,
+    /// `content ls`: digest, size and labels (sorted), without the AGE column.
+    Content,
+    /// `leases ls`: CREATED AT and `containerd.io/gc.expire` values as `TIME`.
+    Leases,
+    /// Lines sorted (`-q` listings, in the store's order).
+    Sorted,
+}
+
+/// A daemon with its transcript.
+struct Session<'a> {
+    ctrd: &'a Containerd,
+    images: &'a Images,
+    t: Transcript,
+    namespace: String,
+    /// Further replacements made by [`Session::normalise`] (a generated id, the other
+    /// daemon's temp dir).
+    aliases: Vec<(String, String)>,
+}
+
+impl<'a> Session<'a> {
+    fn new(supervisor: Supervisor, ctrd: &'a Containerd, images: &'a Images) -> Self {
+        Self {
+            ctrd,
+            images,
+            t: Transcript::new(supervisor.name()),
+            namespace: ctrd.namespace().to_string(),
+            aliases: Vec::new(),
+        }
+    }
+
+    /// `text` with the temp dir, the namespace, the registry's address and the
+    /// [`Session::aliases`] replaced.
+    fn normalise(&self, text: &str) -> String {
+        let text = text
+            .replace(&self.ctrd.dir().display().to_string(), "DIR")
+            .replace(self.ctrd.namespace(), "NS")
+            .replace(&self.images.registry.host(), "REGISTRY");
+        self.aliases
+            .iter()
+            .fold(text, |text, (from, to)| text.replace(from, to))
+    }
+
+    /// `ctr <args>` in the session's namespace, recorded: its status, its stdout as `shown`,
+    /// and on failure its stderr (the error, [`Session::normalise`]d).
+    fn ctr(&mut self, args: &[&str], shown: Shown) -> Result<Outcome> {
+        let out = self.ctrd.ctr_in(&self.namespace, args)?;
+        let stdout = match shown {
+            Shown::Stdout => out.stdout.clone(),
+            Shown::Nothing => String::new(),
+            Shown::Table => table(&out.stdout, |cols| cols),
+            Shown::Content => table(&out.stdout, content_row),
+            Shown::Leases => table(&out.stdout, lease_row),
+            Shown::Sorted => {
+                let mut lines: Vec<&str> = out.stdout.lines().collect();
+                lines.sort_unstable();
+                lines.join("\n")
+            }
+        };
+        let error = if out.status == 0 {
+            String::new()
+        } else {
+            format!("|{}", out.stderr.trim())
+        };
+        let what = self.normalise(&format!("ctr {}", args.join(" ")));
+        let output = self.normalise(&format!("{stdout}{error}"));
+        self.t.record_output(&what, &out, output);
+        Ok(out)
+    }
+
+    /// Pulls `tag` (its progress not recorded: it is timed).
+    fn pull(&mut self, tag: Tag) -> Result<()> {
+        let reference = self.images.reference(tag);
+        self.ctr(
+            &["images", "pull", "--plain-http", &reference],
+            Shown::Nothing,
+        )?
+        .ok(&format!("ctr images pull {reference}"))?;
+        Ok(())
+    }
+
+    /// `images ls`, `images check`, `snapshots ls`, `content ls`, `leases ls -q`.
+    fn inventory(&mut self) -> Result<()> {
+        self.ctr(&["images", "ls"], Shown::Table)?;
+        self.ctr(&["images", "check"], Shown::Table)?;
+        self.ctr(&["snapshots", "ls"], Shown::Table)?;
+        self.ctr(&["content", "ls"], Shown::Content)?;
+        self.ctr(&["leases", "ls", "-q"], Shown::Sorted)?;
+        Ok(())
+    }
+
+    /// `ctr run --rm IMAGE id echo hi`, recorded (the container's id is per daemon anyway).
+    fn run_echo(&mut self, tag: Tag, id: &str) -> Result<()> {
+        let reference = self.images.reference(tag);
+        self.ctr(
+            &["run", "--rm", &reference, id, "echo", "hi"],
+            Shown::Stdout,
+        )?;
+        Ok(())
+    }
+
+    /// Polls `ctr content ls -q` and `ctr snapshots ls` until both are empty (or [`GC_WAIT`]
+    /// passed), then records them.
+    fn wait_collected(&mut self) -> Result<()> {
+        let ns = self.namespace.clone();
+        let empty = || {
+            let content = self.ctrd.ctr_in(&ns, &["content", "ls", "-q"]);
+            let snapshots = self.ctrd.ctr_in(&ns, &["snapshots", "ls"]);
+            matches!((content, snapshots), (Ok(c), Ok(s))
+                if c.stdout.trim().is_empty() && s.stdout.lines().count() <= 1)
+        };
+        host::wait_until(GC_WAIT, empty);
+        self.ctr(&["content", "ls", "-q"], Shown::Sorted)?;
+        self.ctr(&["snapshots", "ls"], Shown::Table)?;
+        Ok(())
+    }
+}
+
+/// The rows of a table, blanks collapsed, each row's columns through `row`, the rows after the
+/// header sorted.
+fn table(text: &str, row: impl Fn(Vec<String>) -> Vec<String>) -> String {
+    let mut rows: Vec<String> = text
+        .lines()
+        .map(|l| row(l.split_whitespace().map(String::from).collect()).join(" "))
+        .collect();
+    if rows.len() > 1 {
+        rows[1..].sort();
+    }
+    rows.join("\n")
+}
+
+/// ctr prints labels `k=v,x=y` in Go's random map order.
+fn sorted_labels(word: &str) -> String {
+    let mut parts: Vec<&str> = word.split(',').collect();
+    parts.sort_unstable();
+    parts.join(",")
+}
+
+/// `DIGEST SIZE AGE... LABELS` as `DIGEST SIZE LABELS` (the age takes one to three words).
+fn content_row(cols: Vec<String>) -> Vec<String> {
+    if cols.first().is_some_and(|c| c == "DIGEST") {
+        return vec!["DIGEST".into(), "SIZE".into(), "LABELS".into()];
+    }
+    let labels = cols
+        .last()
+        .filter(|l| l.contains('='))
+        .map(|l| sorted_labels(l))
+        .unwrap_or_default();
+    cols.into_iter().take(2).chain([labels]).collect()
+}
+
+/// `ID CREATED-AT LABELS` with the time and any `containerd.io/gc.expire` value as `TIME`.
+fn lease_row(cols: Vec<String>) -> Vec<String> {
+    if cols.first().is_some_and(|c| c == "ID") {
+        return cols;
+    }
+    cols.into_iter()
+        .enumerate()
+        .map(|(i, col)| match i {
+            1 => "TIME".into(),
+            _ => col
+                .split(',')
+                .map(|label| match label.split_once('=') {
+                    Some(("containerd.io/gc.expire", _)) => "containerd.io/gc.expire=TIME".into(),
+                    _ => label.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        })
+        .collect()
+}
+
+/// Runs `scenario` on containerd (the reference), then on keel-containerd; their transcripts
+/// must be equal, and the reference's must pass `meaningful` (so that a scenario that saw
+/// nothing cannot pass).
+fn same_as_containerd(
+    scenario: impl Fn(&mut Session) -> Result<()>,
+    meaningful: impl Fn(&Transcript) -> Result<()>,
+) -> Result<()> {
+    require_root!();
+    let images = require_peer!(Images::start());
+    let mut transcripts = Vec::new();
+    for supervisor in Supervisor::ALL {
+        let ctrd = require_peer!(supervisor.start(Environment::default()));
+        let mut session = Session::new(supervisor, &ctrd, &images);
+        scenario(&mut session)
+            .with_context(|| format!("on {}:\n{}", supervisor.name(), session.t))?;
+        transcripts.push((session.t, ctrd.problems(20)));
+    }
+    let [(reference, _), (keel, keel_problems)] = transcripts.as_slice() else {
+        bail!("expected two transcripts");
+    };
+    meaningful(reference).with_context(|| format!("the reference saw too little:\n{reference}"))?;
+    expect_same(keel, reference, keel_problems)?;
+    println!("{reference}");
+    Ok(())
+}
+
+/// The output of the last step named `what` in `t`.
+fn output<'t>(t: &'t Transcript, what: &str) -> Result<&'t str> {
+    t.steps()
+        .iter()
+        .rev()
+        .find(|s| s.what == what)
+        .map(|s| s.output.as_str())
+        .with_context(|| format!("no step {what:?}"))
+}
+
+/// Every built image pulled, then listed, checked and its content and snapshots listed.
+#[test]
+fn pulled_images_listed_as_on_containerd() -> Result<()> {
+    same_as_containerd(
+        |s| {
+            for tag in Tag::ALL {
+                s.pull(tag)?;
+            }
+            s.inventory()
+        },
+        |t| {
+            let check = output(t, "ctr images check")?;
+            ensure!(check.matches("complete").count() == 4, "{check}");
+            ensure!(check.contains("true"), "unpacked: {check}");
+            let snapshots = output(t, "ctr snapshots ls")?;
+            ensure!(snapshots.contains("Committed"), "{snapshots}");
+            ensure!(output(t, "ctr leases ls -q")?.is_empty(), "a lease is left");
+            Ok(())
+        },
+    )
+}
+
+/// The entries of a tarball, sorted, with the digest of each JSON file (`index.json`,
+/// `manifest.json`, `oci-layout`) after its name.
+fn tar_listing(path: &Path) -> Result<String> {
+    let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut archive = tar::Archive::new(file);
+    let mut names = BTreeMap::new();
+    for entry in archive.entries().context("reading the tarball")? {
+        let mut entry = entry.context("reading an entry")?;
+        let name = entry.path()?.to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes)?;
+        let shown = if name == "manifest.json" {
+            format!(
+                "{name} {:x}",
+                Sha256::digest(docker_manifest(&bytes)?.as_bytes())
+            )
+        } else if name.ends_with(".json") || name == "oci-layout" {
+            format!("{name} {:x}", Sha256::digest(&bytes))
+        } else {
+            name
+        };
+        names.insert(shown.clone(), shown);
+    }
+    Ok(names.into_values().collect::<Vec<_>>().join("\n"))
+}
+
+/// The Docker `manifest.json` of an export in a canonical form: ctr writes its entries in Go's
+/// random map order.
+fn docker_manifest(bytes: &[u8]) -> Result<String> {
+    let parsed: serde_json::Value =
+        serde_json::from_slice(bytes).context("parsing manifest.json")?;
+    let mut entries: Vec<String> = parsed
+        .as_array()
+        .context("manifest.json is not an array")?
+        .iter()
+        .map(|entry| {
+            let mut entry = entry.clone();
+            if let Some(tags) = entry.get_mut("RepoTags").and_then(|t| t.as_array_mut()) {
+                tags.sort_by_key(|t| t.to_string());
+            }
+            entry.to_string()
+        })
+        .collect();
+    entries.sort();
+    Ok(entries.join("\n"))
+}
+
+/// Export of every tag to one tarball, removal, import, check and run on the same daemon;
+/// returns the tarball's path.
+fn export_remove_import(s: &mut Session) -> Result<std::path::PathBuf> {
+    for tag in Tag::ALL {
+        s.pull(tag)?;
+    }
+    let out = s.ctrd.subdir("export")?.join("images.tar");
+    let out_arg = out.display().to_string();
+    let references: Vec<String> = Tag::ALL.iter().map(|&t| s.images.reference(t)).collect();
+    let mut export = vec!["images", "export", out_arg.as_str()];
+    export.extend(references.iter().map(String::as_str));
+    s.ctr(&export, Shown::Stdout)?.ok("ctr images export")?;
+    let listing = tar_listing(&out)?;
+    s.t.observe("tarball entries", listing);
+    let mut rm = vec!["images", "rm"];
+    rm.extend(references.iter().map(String::as_str));
+    s.ctr(&rm, Shown::Stdout)?;
+    s.ctr(&["images", "ls", "-q"], Shown::Sorted)?;
+    s.ctr(&["images", "import", &out_arg], Shown::Stdout)?;
+    s.ctr(&["images", "check"], Shown::Table)?;
+    s.ctr(&["snapshots", "ls"], Shown::Table)?;
+    s.run_echo(Tag::OciZstd, "imported")?;
+    Ok(out)
+}
+
+/// `tarball` (the other daemon's export) imported into a namespace of its own: first without
+/// unpacking, then with, and run.
+fn import_other(s: &mut Session, tarball: &Path) -> Result<()> {
+    s.namespace = format!("{}-other", s.ctrd.namespace());
+    let tarball = tarball.display().to_string();
+    s.aliases.push((tarball.clone(), "OTHER.tar".into()));
+    s.ctr(
+        &["images", "import", "--no-unpack", &tarball],
+        Shown::Stdout,
+    )?;
+    s.ctr(&["images", "check"], Shown::Table)?;
+    s.ctr(&["snapshots", "ls"], Shown::Table)?;
+    s.ctr(&["images", "import", &tarball], Shown::Stdout)?;
+    s.ctr(&["images", "check"], Shown::Table)?;
+    s.run_echo(Tag::Docker, "from-other")?;
+    Ok(())
+}
+
+/// Export, remove, import on each daemon, then each daemon's tarball imported by the other:
+/// every transcript the same (keel-containerd importing containerd's tarball is compared with
+/// containerd importing keel-containerd's).
+#[test]
+fn export_import_as_on_containerd_and_across() -> Result<()> {
+    require_root!();
+    let images = require_peer!(Images::start());
+    let reference = require_peer!(Supervisor::Containerd.start(Environment::default()));
+    let keel = require_peer!(Supervisor::KeelContainerd.start(Environment::default()));
+    let mut on_reference = Session::new(Supervisor::Containerd, &reference, &images);
+    let mut on_keel = Session::new(Supervisor::KeelContainerd, &keel, &images);
+    let from_reference = export_remove_import(&mut on_reference)
+        .with_context(|| format!("on containerd:\n{}", on_reference.t))?;
+    let from_keel = export_remove_import(&mut on_keel)
+        .with_context(|| format!("on keel-containerd:\n{}", on_keel.t))?;
+    import_other(&mut on_reference, &from_keel)
+        .with_context(|| format!("containerd importing:\n{}", on_reference.t))?;
+    import_other(&mut on_keel, &from_reference)
+        .with_context(|| format!("keel-containerd importing:\n{}", on_keel.t))?;
+    let t = &on_reference.t;
+    let entries = output(t, "tarball entries")?;
+    ensure!(
+        entries.contains("index.json") && entries.contains("blobs/sha256/"),
+        "{entries}"
+    );
+    ensure!(
+        output(
+            t,
+            "ctr run --rm REGISTRY/keel/busybox:docker from-other echo hi"
+        )? == "hi\n"
+    );
+    let unpacked = output(t, "ctr images check")?;
+    ensure!(unpacked.matches("true").count() == 4, "{unpacked}");
+    expect_same(&on_keel.t, t, &keel.problems(20))?;
+    println!("{t}");
+    Ok(())
+}
+
+/// `ctr leases` create (with an id, labels, an expiry, a generated id; an id taken, an id
+/// that is not valid), ls (plain, quiet, filtered), rm (plain, `--sync`, twice, unknown).
+#[test]
+fn leases_commands_as_on_containerd() -> Result<()> {
+    same_as_containerd(
+        |s| {
+            s.ctr(
+                &["leases", "create", "--id", "l1", "k=v", "a=b"],
+                Shown::Stdout,
+            )?;
+            s.ctr(&["leases", "create", "--id", "l1"], Shown::Stdout)?;
+            s.ctr(
+                &["leases", "create", "--id", "l2", "--expires", "1h"],
+                Shown::Stdout,
+            )?;
+            s.ctr(
+                &["leases", "create", "--id", "l3", "-x", "0", "k=w"],
+                Shown::Stdout,
+            )?;
+            // containerd takes any lease id.
+            s.ctr(&["leases", "create", "--id", "odd!id"], Shown::Stdout)?;
+            let generated = s.ctrd.ctr_in(&s.namespace, &["leases", "create"])?;
+            let id = generated.clone().ok("ctr leases create")?.stdout;
+            s.aliases.push((id.trim().to_string(), "GENERATED".into()));
+            s.t.record_output(
+                "ctr leases create (generated id)",
+                &generated,
+                String::new(),
+            );
+            s.ctr(&["leases", "ls"], Shown::Leases)?;
+            s.ctr(&["leases", "ls", "-q", "labels.k==v"], Shown::Sorted)?;
+            s.ctr(&["leases", "ls", "-q", "id==l2"], Shown::Sorted)?;
+            let removed = s.ctrd.ctr_in(&s.namespace, &["leases", "rm", id.trim()])?;
+            s.t.record_output("ctr leases rm (generated id)", &removed, String::new());
+            s.ctr(&["leases", "ls", "-q"], Shown::Sorted)?;
+            s.ctr(&["leases", "rm", "l1"], Shown::Stdout)?;
+            s.ctr(&["leases", "rm", "l1"], Shown::Stdout)?;
+            s.ctr(&["leases", "rm", "--sync", "l2", "l3"], Shown::Stdout)?;
+            s.ctr(&["leases", "rm", "nope"], Shown::Stdout)?;
+            s.ctr(&["leases", "ls"], Shown::Leases)?;
+            // ctr's pull works under a lease of its own, deleted when it is done.
+            s.pull(Tag::OciGzip)?;
+            s.ctr(&["leases", "ls", "-q"], Shown::Sorted)?;
+            Ok(())
+        },
+        |t| {
+            let first = t.steps().iter().find(|s| s.what == "ctr leases ls");
+            let listed = first.map(|s| s.output.as_str()).unwrap_or_default();
+            ensure!(
+                listed.contains("l1 TIME a=b,containerd.io/gc.expire=TIME,k=v"),
+                "{listed}"
+            );
+            ensure!(listed.contains("l3 TIME k=w"), "{listed}");
+            ensure!(listed.contains("GENERATED TIME"), "{listed}");
+            ensure!(t.steps().iter().any(|s| s.status != 0), "no error seen");
+            Ok(())
+        },
+    )
+}
+
+/// Adds `resource` of `kind` (`content`, `snapshots/overlayfs`) to lease `lease` through the
+/// Leases API (ctr has no command for it).
+async fn add_resource(ctrd: &Containerd, lease: &str, kind: &str, id: &str) -> Result<()> {
+    let channel = containerd_client::connect(ctrd.address())
+        .await
+        .with_context(|| format!("connecting to {}", ctrd.address().display()))?;
+    let request = AddResourceRequest {
+        id: lease.into(),
+        resource: Some(Resource {
+            id: id.into(),
+            r#type: kind.into(),
+        }),
+    };
+    LeasesClient::new(channel)
+        .add_resource(with_namespace!(request, ctrd.namespace()))
+        .await
+        .with_context(|| format!("adding {kind} {id} to lease {lease}"))?;
+    Ok(())
+}
+
+/// Puts every content and snapshot of the namespace under lease `lease`.
+fn hold_everything(s: &mut Session, lease: &str) -> Result<()> {
+    let content = s.ctrd.ctr(&["content", "ls", "-q"])?.ok("ctr content ls")?;
+    let snapshots = s.ctrd.ctr(&["snapshots", "ls"])?.ok("ctr snapshots ls")?;
+    let keys = snapshots.stdout.lines().skip(1);
+    let keys = keys.filter_map(|l| l.split_whitespace().next());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building a tokio runtime")?;
+    for digest in content.stdout.lines() {
+        runtime.block_on(add_resource(s.ctrd, lease, "content", digest.trim()))?;
+    }
+    for key in keys {
+        runtime.block_on(add_resource(s.ctrd, lease, "snapshots/overlayfs", key))?;
+    }
+    Ok(())
+}
+
+/// `images rm --sync`, `images rm` (then a wait), and what only a lease holds, through
+/// `leases rm --sync`: each time no content and no snapshot left.
+#[test]
+fn garbage_collected_as_on_containerd() -> Result<()> {
+    same_as_containerd(
+        |s| {
+            s.pull(Tag::OciGzip)?;
+            let reference = s.images.reference(Tag::OciGzip);
+            s.ctr(&["images", "rm", "--sync", &reference], Shown::Stdout)?;
+            s.ctr(&["content", "ls", "-q"], Shown::Sorted)?;
+            s.ctr(&["snapshots", "ls"], Shown::Table)?;
+
+            s.pull(Tag::Docker)?;
+            let reference = s.images.reference(Tag::Docker);
+            s.ctr(&["images", "rm", &reference], Shown::Stdout)?;
+            s.wait_collected()?;
+
+            s.pull(Tag::OciZstd)?;
+            s.ctr(&["leases", "create", "--id", "hold"], Shown::Stdout)?;
+            hold_everything(s, "hold")?;
+            let reference = s.images.reference(Tag::OciZstd);
+            s.ctr(&["images", "rm", "--sync", &reference], Shown::Stdout)?;
+            s.ctr(&["content", "ls", "-q"], Shown::Sorted)?;
+            s.ctr(&["snapshots", "ls"], Shown::Table)?;
+            s.ctr(&["leases", "rm", "--sync", "hold"], Shown::Stdout)?;
+            s.ctr(&["content", "ls", "-q"], Shown::Sorted)?;
+            s.ctr(&["snapshots", "ls"], Shown::Table)?;
+            Ok(())
+        },
+        |t| {
+            let lists: Vec<&str> = t
+                .steps()
+                .iter()
+                .filter(|s| s.what == "ctr content ls -q")
+                .map(|s| s.output.as_str())
+                .collect();
+            // Collected, collected, held by the lease, collected.
+            ensure!(
+                matches!(lists.as_slice(), [a, b, held, c]
+                    if a.is_empty() && b.is_empty() && held.lines().count() >= 3 && c.is_empty()),
+                "{lists:?}"
+            );
+            Ok(())
+        },
+    )
+}
