@@ -131,6 +131,7 @@ pub fn create(
     let at = now();
     container.created_at = Some(at);
     container.updated_at = Some(at);
+    let _hold = supervisor.gc.hold();
     supervisor
         .store
         .create(namespace, KIND, &container.id, &container.encode_to_vec())
@@ -205,6 +206,7 @@ pub fn update(
         ));
     }
     let _span = tracing::info_span!("update", container = %given.id).entered();
+    let _hold = supervisor.gc.hold();
     let record = supervisor
         .store
         .update(namespace, KIND, &given.id, |old| {
@@ -236,10 +238,14 @@ pub fn update(
 /// does not hold its container here: clients delete the task first.
 pub fn delete(supervisor: &Supervisor, namespace: &str, id: &str) -> Result<()> {
     let _span = tracing::info_span!("delete", container = %id).entered();
-    supervisor
-        .store
-        .delete(namespace, KIND, id)
-        .map_err(|e| named(e, || format!("container {id}"), id))?;
+    {
+        let _hold = supervisor.gc.hold();
+        supervisor
+            .store
+            .delete(namespace, KIND, id)
+            .map_err(|e| named(e, || format!("container {id}"), id))?;
+    }
+    supervisor.gc.deleted();
     tracing::debug!("deleted");
     supervisor.publish(
         namespace,

@@ -49,6 +49,31 @@ pub struct Content {
     store: Store,
     /// Ingest refs held by a live writer, and since when (containerd's ref locks).
     locks: Arc<Mutex<HashMap<String, SystemTime>>>,
+    /// Blobs an open writer will record without writing them (shared from another
+    /// namespace), with how many writers: the collector keeps them meanwhile.
+    pins: Pins,
+}
+
+type Pins = Arc<Mutex<HashMap<String, usize>>>;
+
+/// Keeps a blob from the collector until dropped.
+#[derive(Debug)]
+pub(crate) struct Pin {
+    pins: Pins,
+    digest: String,
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        if let Ok(mut pins) = self.pins.lock() {
+            if let Some(count) = pins.get_mut(&self.digest) {
+                *count -= 1;
+                if *count == 0 {
+                    pins.remove(&self.digest);
+                }
+            }
+        }
+    }
 }
 
 impl Content {
@@ -58,7 +83,46 @@ impl Content {
         Ok(Content {
             store: Store::open(dir)?,
             locks: Arc::default(),
+            pins: Arc::default(),
         })
+    }
+
+    /// Keeps the blob of `digest` from the collector while the pin lives.
+    pub(crate) fn pin(&self, digest: &ContentDigest) -> Pin {
+        let digest = digest.as_str().to_string();
+        if let Ok(mut pins) = self.pins.lock() {
+            *pins.entry(digest.clone()).or_default() += 1;
+        }
+        Pin {
+            pins: self.pins.clone(),
+            digest,
+        }
+    }
+
+    /// The blobs open writers are about to record (the collector must keep them).
+    pub fn in_use(&self) -> std::collections::HashSet<String> {
+        self.pins
+            .lock()
+            .map(|pins| pins.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether a client is writing ingest `reference` of `namespace` right now.
+    pub fn is_writing(&self, namespace: &str, reference: &str) -> bool {
+        self.locks
+            .lock()
+            .map(|held| held.contains_key(&ingest_key(namespace, reference)))
+            .unwrap_or(true)
+    }
+
+    /// The digests of every blob file, recorded or not (for the collector).
+    pub fn blobs(&self) -> Result<Vec<String>> {
+        Ok(self
+            .store
+            .blobs()?
+            .into_iter()
+            .map(|d| d.as_str().to_string())
+            .collect())
     }
 
     /// The record of `digest` in `namespace`.
@@ -217,6 +281,12 @@ impl Content {
         Ok(out)
     }
 
+    /// Whether ingest `reference` of `namespace` was begun under no lease (the collector keeps
+    /// it for a day by itself; a leased one only as long as its lease).
+    pub fn is_unleased(&self, namespace: &str, reference: &str) -> bool {
+        self.store.is_unleased(&ingest_key(namespace, reference))
+    }
+
     /// Drops ingest `reference` of `namespace`.
     pub fn abort(&self, namespace: &str, reference: &str) -> Result<()> {
         self.store
@@ -247,11 +317,16 @@ impl Content {
 }
 
 /// Deletes the record of `digest` in `namespace` and publishes `/content/delete`. The blob
-/// file stays for the garbage collector: another namespace may still record it.
+/// file stays for the garbage collector, which runs soon: another namespace may still record
+/// it.
 pub fn delete(supervisor: &Supervisor, namespace: &str, digest: &str) -> Result<()> {
-    supervisor
-        .content
-        .delete_record(&supervisor.store, namespace, digest)?;
+    {
+        let _hold = supervisor.gc.hold();
+        supervisor
+            .content
+            .delete_record(&supervisor.store, namespace, digest)?;
+    }
+    supervisor.gc.deleted();
     supervisor.publish(
         namespace,
         keel_proto::topics::CONTENT_DELETE,

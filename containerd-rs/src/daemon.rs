@@ -58,6 +58,7 @@ pub async fn run(config: Config) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", ttrpc_address.display()))?;
     supervisor.runtime.recover(&supervisor.store).await;
+    let collector = tokio::spawn(crate::gc::Collector::run(supervisor.clone()));
     tracing::info!(address = %address.display(), "serving");
     let result = Server::builder()
         .add_service(VersionServer::new(VersionService))
@@ -87,6 +88,7 @@ pub async fn run(config: Config) -> Result<()> {
         )))))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop_signal())
         .await;
+    collector.abort();
     let _ = fs::remove_file(&address);
     endpoint.stop().await;
     let _ = fs::remove_file(&ttrpc_address);

@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod compare;
 pub mod compression;
+pub mod layer_writer;
 pub mod mounts;
 pub mod store;
 mod sys;

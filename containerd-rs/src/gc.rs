@@ -9,16 +9,23 @@
 //! (a key), a snapshot's parent, an ingest's expected digest. A lease labelled
 //! `containerd.io/gc.flat` holds its resources without what they reference (parents still).
 //!
-//! This module only decides: [`Inventory`] is what the stores hold, [`collect`] says what to
-//! remove. Removing it (records, blobs no namespace records any more, snapshot directories)
-//! is the stores' business.
+//! [`collect`] only decides: [`Inventory`] is what the stores hold ([`inventory`] gathers it),
+//! [`Garbage`] what to remove. [`sweep`] removes it (records, then blobs no namespace records
+//! any more, then snapshot directories); [`Collector`] decides when, and keeps writers out
+//! while it runs.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::SystemTime;
 
 use crate::metadata::Labels;
 
+pub mod collector;
 pub mod inventory;
+pub mod sweep;
+#[cfg(test)]
+mod sweep_tests;
+
+pub use collector::Collector;
 
 /// Marks a content or snapshot as a root by itself.
 pub const LABEL_ROOT: &str = "containerd.io/gc.root";
@@ -38,6 +45,10 @@ pub enum GcError {
     Metadata(#[from] crate::metadata::MetadataError),
     #[error(transparent)]
     Lease(#[from] crate::leases::LeaseError),
+    #[error(transparent)]
+    Content(#[from] crate::content::ContentError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshots::SnapshotError),
 }
 
 /// One resource of one namespace.

@@ -82,6 +82,7 @@ pub fn create(supervisor: &Supervisor, namespace: &str, mut image: Image) -> Res
     let at = now();
     image.created_at = Some(at);
     image.updated_at = Some(at);
+    let _hold = supervisor.gc.hold();
     supervisor
         .store
         .create(namespace, KIND, &image.name, &image.encode_to_vec())
@@ -130,6 +131,7 @@ pub fn update(
 ) -> Result<Image> {
     require_name(&given)?;
     let _span = tracing::info_span!("update", image = %given.name).entered();
+    let _hold = supervisor.gc.hold();
     let record = supervisor
         .store
         .update(namespace, KIND, &given.name, |old| {
@@ -157,18 +159,18 @@ pub fn update(
     Ok(updated)
 }
 
-/// Deletes an image's record and publishes `/images/delete`.
-///
-/// containerd's `sync` flag makes Delete run the garbage collection (content and snapshots no
-/// longer referenced) before it answers. Keel has no garbage collector yet, so there is
-/// nothing to wait for and the flag is not taken here: once the collector exists, the images
-/// service runs it for a `sync` delete. Until then unreferenced content stays in the store.
+/// Deletes an image's record and publishes `/images/delete`; a collection follows soon (what
+/// only the image kept goes with it).
 pub fn delete(supervisor: &Supervisor, namespace: &str, name: &str) -> Result<()> {
     let _span = tracing::info_span!("delete", image = %name).entered();
-    supervisor
-        .store
-        .delete(namespace, KIND, name)
-        .map_err(|e| named(e, name))?;
+    {
+        let _hold = supervisor.gc.hold();
+        supervisor
+            .store
+            .delete(namespace, KIND, name)
+            .map_err(|e| named(e, name))?;
+    }
+    supervisor.gc.deleted();
     tracing::debug!("deleted");
     supervisor.publish(
         namespace,

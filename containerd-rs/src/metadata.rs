@@ -13,9 +13,13 @@
 //! Kinds, each documented by the module that owns it:
 //!
 //! ```text
-//! containers   id = container id   value = prost `containers.v1.Container`    crate::containers
-//! leases       id = lease id       value = JSON {created_at, labels,           crate::leases
-//!                                          resources: [{type, id}]}
+//! containers        id = container id  value = prost `containers.v1.Container`  crate::containers
+//! images            id = image name    value = prost `images.v1.Image`          crate::images
+//! content           id = sha256:<hex>  value = prost `content.v1.Info`          crate::content
+//! snapshots/<name>  id = snapshot key  value = JSON {id, kind, parent, labels,  crate::snapshots
+//!                                             created_at, updated_at}
+//! leases            id = lease id      value = JSON {created_at, labels,        crate::leases
+//!                                             resources: [{type, id}]}
 //! ```
 //!
 //! A namespace is created by the first object put in it (as containerd does) and can only be
@@ -257,6 +261,37 @@ impl Store {
         })
     }
 
+    /// Stores `record` as `to` and deletes `from`, of the same kind, in one transaction (a
+    /// snapshot's commit: the active key becomes the committed name, never both or neither).
+    pub fn rename(
+        &self,
+        namespace: &str,
+        kind: &str,
+        from: &str,
+        to: &str,
+        record: &[u8],
+    ) -> Result<()> {
+        let (from_key, to_key) = (
+            object_key(namespace, kind, from),
+            object_key(namespace, kind, to),
+        );
+        self.write(|txn| {
+            let mut table = txn.open_table(OBJECTS).map_err(storage)?;
+            if table.get(to_key.as_str()).map_err(storage)?.is_some() {
+                return Err(MetadataError::AlreadyExists(format!(
+                    "{kind} {to:?} already exists in namespace {namespace:?}"
+                )));
+            }
+            if table.remove(from_key.as_str()).map_err(storage)?.is_none() {
+                return Err(MetadataError::NotFound(format!(
+                    "{kind} {from:?} not found in namespace {namespace:?}"
+                )));
+            }
+            table.insert(to_key.as_str(), record).map_err(storage)?;
+            Ok(())
+        })
+    }
+
     /// Deletes an object.
     pub fn delete(&self, namespace: &str, kind: &str, id: &str) -> Result<()> {
         let key = object_key(namespace, kind, id);
@@ -288,6 +323,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         (dir, store)
+    }
+
+    #[test]
+    fn rename_is_all_or_nothing() {
+        let (_dir, s) = store();
+        s.create("ns", "k", "a", b"1").unwrap();
+        s.create("ns", "k", "taken", b"2").unwrap();
+        assert!(matches!(
+            s.rename("ns", "k", "a", "taken", b"3"),
+            Err(MetadataError::AlreadyExists(_))
+        ));
+        assert!(matches!(
+            s.rename("ns", "k", "missing", "b", b"3"),
+            Err(MetadataError::NotFound(_))
+        ));
+        assert!(s.get("ns", "k", "b").is_err());
+        s.rename("ns", "k", "a", "b", b"3").unwrap();
+        assert!(s.get("ns", "k", "a").is_err());
+        assert_eq!(s.get("ns", "k", "b").unwrap(), b"3");
+        assert_eq!(s.get("ns", "k", "taken").unwrap(), b"2");
     }
 
     #[test]

@@ -301,18 +301,13 @@ impl Snapshotter {
             ..active
         };
         let bytes = committed.encode(name)?;
+        // One transaction: two records never own one directory, and a crash leaves one.
         store
-            .create(namespace, &self.kind(), name, &bytes)
+            .rename(namespace, &self.kind(), key, name, &bytes)
             .map_err(|e| match e {
                 MetadataError::AlreadyExists(_) => already_exists(name),
                 e => e.into(),
-            })?;
-        if let Err(e) = store.delete(namespace, &self.kind(), key) {
-            // Two records must not own one directory.
-            let _ = store.delete(namespace, &self.kind(), name);
-            return Err(e.into());
-        }
-        Ok(())
+            })
     }
 
     /// Removes snapshot `key`: its record, then its directory. One with children stays.

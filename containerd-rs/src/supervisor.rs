@@ -27,6 +27,8 @@ pub struct Supervisor {
     pub snapshotters: crate::snapshots::Snapshotters,
     /// The content store, in containerd's layout under the root.
     pub content: crate::content::Content,
+    /// The garbage collector's schedule and lock.
+    pub gc: crate::gc::Collector,
 }
 
 impl Supervisor {
@@ -50,6 +52,7 @@ impl Supervisor {
             uuid,
             snapshotters,
             content,
+            gc: crate::gc::Collector::default(),
         })
     }
 

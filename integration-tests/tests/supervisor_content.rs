@@ -188,23 +188,28 @@ fn half_done(ctrd: &Containerd, t: &mut Vec<Step>) -> Result<()> {
     Ok(())
 }
 
+/// Both collect garbage once, 100 ms after they start (containerd's scheduler startup_delay):
+/// content `ctr content ingest` wrote before that (no lease holds it) is gone, content written
+/// after it stays until a later collection. Waits for that first one.
+fn first_collection(ctrd: &Containerd, name: &str) -> Result<()> {
+    let collected =
+        || std::fs::read_to_string(ctrd.log()).is_ok_and(|log| log.contains("garbage collected"));
+    ensure!(
+        keel_integration_tests::host::wait_until(Duration::from_secs(10), collected),
+        "{name} logged no first garbage collection within 10 s"
+    );
+    Ok(())
+}
+
 #[test]
 fn ctr_content_same_as_containerd() -> Result<()> {
     require_root!();
     let reference = require_peer!(Containerd::start());
-    // containerd collects garbage once, 100 ms after it starts (its scheduler's startup_delay):
-    // content `ctr content ingest` wrote before that (no lease holds it) is gone, content
-    // written after it stays until a later collection. Wait for that first one to be stable.
-    let collected = || {
-        std::fs::read_to_string(reference.log()).is_ok_and(|log| log.contains("garbage collected"))
-    };
-    ensure!(
-        keel_integration_tests::host::wait_until(Duration::from_secs(10), collected),
-        "containerd logged no first garbage collection within 10 s"
-    );
+    first_collection(&reference, "containerd")?;
     let want = transcript(&reference)?;
     drop(reference);
     let keel = require_peer!(KeelContainerd::start());
+    first_collection(&keel, "keel-containerd")?;
     let got = transcript(&keel)?;
     for (w, g) in want.iter().zip(&got) {
         ensure!(

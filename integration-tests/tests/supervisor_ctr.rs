@@ -383,3 +383,66 @@ const LIFE_EVENTS: &str = "life /containers/create, life /containers/delete, lif
     life-kill /containers/create, life-kill /containers/delete, \
     life-kill /tasks/create, life-kill /tasks/delete 137, \
     life-kill /tasks/exit init 137, life-kill /tasks/start";
+
+/// The `(type, id)` pairs `ctr plugins ls` shows with status `ok`.
+fn plugins_ok(ctrd: &keel_integration_tests::peers::containerd::Containerd) -> Result<Vec<String>> {
+    let out = ctrd.ctr(&["plugins", "ls"])?;
+    anyhow::ensure!(out.status == 0, "ctr plugins ls: {}", out.stderr);
+    Ok(out
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.last() == Some(&"ok")).then(|| format!("{} {}", cols[0], cols[1]))
+        })
+        .collect())
+}
+
+/// `ctr plugins ls`: every plugin keel-containerd lists is one containerd 1.6 also has working
+/// here (same type and id, so clients that look a service up find it), and the ones that pulling
+/// and running need are there.
+#[test]
+fn plugins_are_named_as_containerds() -> Result<()> {
+    use keel_integration_tests::peers::containerd::Containerd;
+    use keel_integration_tests::peers::keel_containerd::KeelContainerd;
+    use keel_integration_tests::require_peer;
+    require_root!();
+    let reference = require_peer!(Containerd::start());
+    let theirs = plugins_ok(&reference)?;
+    drop(reference);
+    let keel = require_peer!(KeelContainerd::start());
+    let ours = plugins_ok(&keel)?;
+    // containerd's metadata plugin is bolt; ours is redb, the one name that must differ.
+    let unknown: Vec<&String> = ours
+        .iter()
+        .filter(|p| !theirs.contains(p) && p.as_str() != "io.containerd.metadata.v1 redb")
+        .collect();
+    anyhow::ensure!(
+        unknown.is_empty(),
+        "plugins containerd does not have: {unknown:?}"
+    );
+    for needed in [
+        "io.containerd.content.v1 content",
+        "io.containerd.snapshotter.v1 native",
+        "io.containerd.differ.v1 walking",
+        "io.containerd.gc.v1 scheduler",
+        "io.containerd.grpc.v1 images",
+        "io.containerd.grpc.v1 diff",
+        "io.containerd.grpc.v1 snapshots",
+        "io.containerd.grpc.v1 content",
+        "io.containerd.grpc.v1 tasks",
+    ] {
+        anyhow::ensure!(
+            ours.iter().any(|p| p == needed),
+            "{needed} missing: {ours:?}"
+        );
+    }
+    // overlayfs where containerd can use it too.
+    let overlay = "io.containerd.snapshotter.v1 overlayfs";
+    anyhow::ensure!(
+        theirs.iter().any(|p| p == overlay) == ours.iter().any(|p| p == overlay),
+        "overlayfs: containerd {theirs:?}, keel {ours:?}"
+    );
+    Ok(())
+}

@@ -785,6 +785,8 @@ fn diff_round_trips_through_apply() -> Result<()> {
     fs::remove_file(upper.join("etc/gone"))?;
     fs::remove_dir_all(upper.join("old"))?;
     std::os::unix::fs::symlink("etc/keep", upper.join("link"))?;
+    fs::write(upper.join("etc/hard1"), b"h")?;
+    fs::hard_link(upper.join("etc/hard1"), upper.join("etc/hard2"))?;
     for media_type in [
         "",
         "application/vnd.oci.image.layer.v1.tar",
@@ -828,6 +830,11 @@ fn diff_round_trips_through_apply() -> Result<()> {
             "{media_type:?}: the applied diff differs: {:?} vs {:?}",
             tree(&copy)?,
             tree(&upper)?
+        );
+        let inode = |name: &str| fs::metadata(copy.join(name)).map(|m| m.ino());
+        ensure!(
+            inode("etc/hard1")? == inode("etc/hard2")?,
+            "{media_type:?}: the hard link came back as a copy"
         );
     }
     let request = DiffRequest {

@@ -147,6 +147,19 @@ impl Store {
         Ok(out)
     }
 
+    /// The digests of every stored blob (files not named as a sha256 digest are skipped).
+    pub fn blobs(&self) -> Result<Vec<ContentDigest>> {
+        let dir = self.root.join("blobs/sha256");
+        let entries = fs::read_dir(&dir).map_err(io_err("listing the blobs"))?;
+        Ok(entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name();
+                ContentDigest::parse(&format!("sha256:{}", name.to_str()?)).ok()
+            })
+            .collect())
+    }
+
     /// Deletes a blob.
     pub fn delete(&self, digest: &ContentDigest) -> Result<()> {
         match fs::remove_file(self.blob_path(digest)) {
@@ -196,6 +209,19 @@ impl Store {
             .open(dir.join("data"))
             .map_err(io_err("opening the ingest data"))?;
         self.status(reference)
+    }
+
+    /// Marks ingest `reference` as begun under no lease: the collector keeps such an ingest
+    /// for a while by itself (containerd's ingest `expireAt`), a leased one only through its
+    /// lease.
+    pub fn mark_unleased(&self, reference: &str) -> Result<()> {
+        fs::write(self.ingest_dir(reference).join("unleased"), "")
+            .map_err(io_err("marking the ingest unleased"))
+    }
+
+    /// Whether ingest `reference` was begun under no lease (see [`Store::mark_unleased`]).
+    pub fn is_unleased(&self, reference: &str) -> bool {
+        self.ingest_dir(reference).join("unleased").exists()
     }
 
     /// Where ingest `reference` stands.

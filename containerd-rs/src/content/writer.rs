@@ -26,6 +26,8 @@ pub struct Writer {
     /// The blob is already in the store (another namespace committed it) and the client
     /// announced its digest: nothing needs writing, the commit only records it.
     shared: Option<(ContentDigest, u64)>,
+    /// Keeps a shared blob from the collector until the commit has recorded it.
+    _pin: Option<super::Pin>,
     _lock: RefLock,
 }
 
@@ -105,12 +107,16 @@ impl Content {
         let lock = RefLock::take(&self.locks, &key)?;
         if shared.is_none() {
             self.store.begin(&key, total, None)?;
+            if lease.is_none() {
+                self.store.mark_unleased(&key)?;
+            }
         }
         Ok(Writer {
             content: self.clone(),
             namespace: namespace.to_string(),
             reference: reference.to_string(),
             lease: lease.map(str::to_string),
+            _pin: shared.as_ref().map(|(digest, _)| self.pin(digest)),
             shared,
             _lock: lock,
         })

@@ -1,13 +1,12 @@
-//! Diff: the changes from a lower to an upper tree written as a layer, as containerd 1.6's
-//! walking differ: added and changed entries in full, deletions as `.wh.NAME` whiteouts.
+//! Diff: the changes from a lower to an upper tree written as a layer and stored, as containerd
+//! 1.6's walking differ (the tar itself: [`super::layer_writer`]).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, Metadata};
-use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::fs::{self, File};
+use std::path::Path;
 
 use super::compression::{Compression, Compressor, Digesting};
+use super::layer_writer::write_diff;
 use super::mounts::{temp_dir, with_temp_mount};
 use super::{Descriptor, DiffError, LayerStore, Mount, UNCOMPRESSED_LABEL};
 
@@ -95,96 +94,4 @@ fn write_and_store(
     store
         .store_blob(namespace, &path, labels, request.lease.as_deref())
         .map_err(DiffError::io("failed to commit"))
-}
-
-/// Writes, as a tar, what changed from `lower` to `upper`.
-pub fn write_diff(out: impl Write, lower: &Path, upper: &Path) -> io::Result<()> {
-    let mut builder = tar::Builder::new(out);
-    builder.follow_symlinks(false);
-    walk(&mut builder, lower, upper, Path::new(""))?;
-    builder.into_inner()?.flush()
-}
-
-/// The names in `dir`, sorted so the layer is reproducible; none if it is not a directory.
-fn names(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
-    match fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => return Ok(Vec::new()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    }
-    let mut names = fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<io::Result<Vec<_>>>()?;
-    names.sort();
-    Ok(names)
-}
-
-fn walk<W: Write>(
-    builder: &mut tar::Builder<W>,
-    lower: &Path,
-    upper: &Path,
-    rel: &Path,
-) -> io::Result<()> {
-    let upper_dir = upper.join(rel);
-    for name in names(&lower.join(rel))? {
-        if let Err(e) = fs::symlink_metadata(upper_dir.join(&name)) {
-            if e.kind() != io::ErrorKind::NotFound {
-                return Err(e);
-            }
-            let mut whiteout = std::ffi::OsString::from(".wh.");
-            whiteout.push(&name);
-            let mut header = tar::Header::new_gnu();
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_size(0);
-            header.set_mode(0o644);
-            builder.append_data(&mut header, rel.join(whiteout), io::empty())?;
-        }
-    }
-    for name in names(&upper_dir)? {
-        let path: PathBuf = rel.join(&name);
-        let now = fs::symlink_metadata(upper.join(&path))?;
-        let before = fs::symlink_metadata(lower.join(&path)).ok();
-        let changed = match &before {
-            Some(before) => differs(before, &now, &lower.join(&path), &upper.join(&path))?,
-            None => true,
-        };
-        if changed {
-            builder.append_path_with_name(upper.join(&path), &path)?;
-        }
-        if now.is_dir() {
-            walk(builder, lower, upper, &path)?;
-        }
-    }
-    Ok(())
-}
-
-/// Whether an entry changed, from its metadata (and a symlink's target), as containerd's
-/// walking differ compares: content of same-size, same-mtime files is taken as unchanged.
-fn differs(
-    before: &Metadata,
-    now: &Metadata,
-    before_path: &Path,
-    now_path: &Path,
-) -> io::Result<bool> {
-    if before.mode() != now.mode()
-        || before.uid() != now.uid()
-        || before.gid() != now.gid()
-        || before.rdev() != now.rdev()
-    {
-        return Ok(true);
-    }
-    if now.is_dir() {
-        return Ok(false);
-    }
-    if before.size() != now.size()
-        || before.mtime() != now.mtime()
-        || before.mtime_nsec() != now.mtime_nsec()
-    {
-        return Ok(true);
-    }
-    if now.file_type().is_symlink() {
-        return Ok(fs::read_link(before_path)? != fs::read_link(now_path)?);
-    }
-    Ok(false)
 }

@@ -41,6 +41,7 @@ impl LayerStore for ContentLayers {
         lease: Option<&str>,
     ) -> std::io::Result<(String, u64)> {
         let s = &self.0;
+        let _hold = s.gc.hold();
         s.content
             .store_file(&s.store, namespace, path, labels, lease)
             .map_err(content_io_error)

@@ -90,6 +90,7 @@ impl ContentApi for ContentService {
         let info = req.info.unwrap_or_default();
         let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
         let s = &self.supervisor;
+        let _hold = s.gc.hold();
         let info = s
             .content
             .update(&s.store, &ns, info, &paths)
@@ -297,6 +298,7 @@ impl Session {
             expected: (!req.expected.is_empty()).then(|| req.expected.clone()),
         };
         let s = &self.supervisor;
+        let hold = s.gc.hold();
         let writer = s
             .content
             .writer(
@@ -308,6 +310,7 @@ impl Session {
                 self.lease.as_deref(),
             )
             .map_err(content_status)?;
+        drop(hold);
         loop {
             let response = self.handle(&writer, &req, &mut want)?;
             if tx.send(Ok(response)).await.is_err() {
@@ -366,6 +369,7 @@ impl Session {
             Ok(action @ (WriteAction::Write | WriteAction::Commit)) => {
                 response.offset = self.write(writer, req, status.offset)?;
                 if action == WriteAction::Commit {
+                    let _hold = s.gc.hold();
                     let digest = writer
                         .commit(
                             &s.store,

@@ -76,10 +76,15 @@ impl Images for ImagesService {
         }))
     }
 
-    /// See [`images::delete`] for `sync`: there is no garbage collector to wait for yet.
+    /// `sync`: what only the image kept (its content, its unpacked snapshots) is gone before
+    /// the answer, as containerd collects before answering.
     async fn delete(&self, request: Request<DeleteImageRequest>) -> Result<Response<()>, Status> {
         let ns = namespace(&request)?;
-        images::delete(&self.supervisor, &ns, &request.into_inner().name).map_err(status)?;
+        let req = request.into_inner();
+        images::delete(&self.supervisor, &ns, &req.name).map_err(status)?;
+        if req.sync {
+            super::collect_now(&self.supervisor).await?;
+        }
         Ok(Response::new(()))
     }
 }

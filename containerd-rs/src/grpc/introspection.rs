@@ -11,17 +11,33 @@ use tonic::{Request, Response, Status};
 use crate::filters::{Fields, Filter};
 use crate::supervisor::Supervisor;
 
-/// The plugins served, as (type, id).
+/// The plugins this supervisor always has, as (type, id); the snapshotters are added as found.
 const PLUGINS: &[(&str, &str)] = &[
-    ("io.containerd.grpc.v1", "version"),
-    ("io.containerd.grpc.v1", "namespaces"),
-    ("io.containerd.grpc.v1", "introspection"),
-    ("io.containerd.grpc.v1", "containers"),
-    ("io.containerd.grpc.v1", "events"),
-    ("io.containerd.grpc.v1", "leases"),
-    ("io.containerd.lease.v1", "manager"),
+    ("io.containerd.content.v1", "content"),
     ("io.containerd.metadata.v1", "redb"),
+    ("io.containerd.differ.v1", "walking"),
     ("io.containerd.event.v1", "exchange"),
+    ("io.containerd.gc.v1", "scheduler"),
+    ("io.containerd.runtime.v2", "task"),
+    ("io.containerd.service.v1", "containers-service"),
+    ("io.containerd.service.v1", "content-service"),
+    ("io.containerd.service.v1", "diff-service"),
+    ("io.containerd.service.v1", "images-service"),
+    ("io.containerd.service.v1", "leases-service"),
+    ("io.containerd.service.v1", "namespaces-service"),
+    ("io.containerd.service.v1", "snapshots-service"),
+    ("io.containerd.service.v1", "tasks-service"),
+    ("io.containerd.grpc.v1", "containers"),
+    ("io.containerd.grpc.v1", "content"),
+    ("io.containerd.grpc.v1", "diff"),
+    ("io.containerd.grpc.v1", "events"),
+    ("io.containerd.grpc.v1", "images"),
+    ("io.containerd.grpc.v1", "introspection"),
+    ("io.containerd.grpc.v1", "leases"),
+    ("io.containerd.grpc.v1", "namespaces"),
+    ("io.containerd.grpc.v1", "snapshots"),
+    ("io.containerd.grpc.v1", "tasks"),
+    ("io.containerd.grpc.v1", "version"),
 ];
 
 #[derive(Debug, Clone)]
@@ -45,16 +61,28 @@ impl Fields for Plugin {
     }
 }
 
-/// Every plugin this supervisor has.
-pub fn plugins() -> Vec<Plugin> {
-    PLUGINS
-        .iter()
-        .map(|(t, id)| Plugin {
-            r#type: t.to_string(),
-            id: id.to_string(),
-            ..Default::default()
-        })
-        .collect()
+/// Every plugin this supervisor has: the fixed ones, and each snapshotter that works here
+/// (with its root exported, as containerd does), so a client looking for `overlayfs` finds it
+/// only where it can be used.
+pub fn plugins(supervisor: &Supervisor) -> Vec<Plugin> {
+    let plugin = |t: &str, id: &str| Plugin {
+        r#type: t.to_string(),
+        id: id.to_string(),
+        ..Default::default()
+    };
+    let mut all: Vec<Plugin> = PLUGINS.iter().map(|(t, id)| plugin(t, id)).collect();
+    for name in supervisor.snapshotters.names() {
+        let mut snapshotter = plugin("io.containerd.snapshotter.v1", name);
+        let root = supervisor
+            .config
+            .root
+            .join(format!("io.containerd.snapshotter.v1.{name}"));
+        snapshotter
+            .exports
+            .insert("root".into(), root.display().to_string());
+        all.push(snapshotter);
+    }
+    all
 }
 
 #[tonic::async_trait]
@@ -65,7 +93,7 @@ impl Introspection for IntrospectionService {
     ) -> Result<Response<PluginsResponse>, Status> {
         let filter = Filter::parse_all(&request.into_inner().filters)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let plugins = plugins()
+        let plugins = plugins(&self.supervisor)
             .into_iter()
             .filter(|p| filter.matches(p))
             .collect();

@@ -39,6 +39,7 @@ impl Leases for LeasesService {
     ) -> Result<Response<CreateResponse>, Status> {
         let ns = namespace(&request)?;
         let req = request.into_inner();
+        let _hold = self.supervisor.gc.hold();
         let lease = leases::create(
             &self.supervisor.store,
             &ns,
@@ -51,10 +52,17 @@ impl Leases for LeasesService {
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<()>, Status> {
         let ns = namespace(&request)?;
-        // `sync` asks for the collection the delete causes to be done before answering;
-        // nothing is collected yet, so every delete is as done as it gets.
         let req = request.into_inner();
-        leases::delete(&self.supervisor.store, &ns, &req.id).map_err(lease_status)?;
+        {
+            let _hold = self.supervisor.gc.hold();
+            leases::delete(&self.supervisor.store, &ns, &req.id).map_err(lease_status)?;
+        }
+        // `sync`: what the lease alone kept is gone before the answer.
+        if req.sync {
+            super::collect_now(&self.supervisor).await?;
+        } else {
+            self.supervisor.gc.deleted();
+        }
         Ok(Response::new(()))
     }
 
@@ -72,6 +80,7 @@ impl Leases for LeasesService {
         let ns = namespace(&request)?;
         let req = request.into_inner();
         let resource = req.resource.unwrap_or_default();
+        let _hold = self.supervisor.gc.hold();
         leases::add_resource(&self.supervisor.store, &ns, &req.id, &resource)
             .map_err(lease_status)?;
         Ok(Response::new(()))
@@ -84,8 +93,12 @@ impl Leases for LeasesService {
         let ns = namespace(&request)?;
         let req = request.into_inner();
         let resource = req.resource.unwrap_or_default();
-        leases::delete_resource(&self.supervisor.store, &ns, &req.id, &resource)
-            .map_err(lease_status)?;
+        {
+            let _hold = self.supervisor.gc.hold();
+            leases::delete_resource(&self.supervisor.store, &ns, &req.id, &resource)
+                .map_err(lease_status)?;
+        }
+        self.supervisor.gc.deleted();
         Ok(Response::new(()))
     }
 

@@ -65,3 +65,20 @@ pub fn status(e: MetadataError) -> Status {
 pub fn timestamp(at: SystemTime) -> prost_types::Timestamp {
     prost_types::Timestamp::from(at)
 }
+
+/// A collection failure on the wire (containerd answers Unknown with its message).
+pub fn gc_status(e: crate::gc::GcError) -> Status {
+    Status::unknown(format!("garbage collection failed: {e}"))
+}
+
+/// Runs a collection now, off the async threads (for `sync` deletes).
+pub async fn collect_now(
+    supervisor: &std::sync::Arc<crate::supervisor::Supervisor>,
+) -> Result<(), Status> {
+    let sup = supervisor.clone();
+    tokio::task::spawn_blocking(move || sup.gc.collect_now(&sup))
+        .await
+        .map_err(|e| Status::internal(format!("garbage collection: {e}")))?
+        .map(drop)
+        .map_err(gc_status)
+}

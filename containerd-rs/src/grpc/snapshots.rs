@@ -17,7 +17,7 @@ use keel_proto::topics;
 use keel_proto::types::Mount;
 use tonic::{Request, Response, Status};
 
-use super::{lease, namespace, status};
+use super::{gc_status, lease, namespace, status};
 use crate::leases::{self, LeaseError};
 use crate::metadata::Labels;
 use crate::snapshots::{Kind, SnapshotError, Snapshotter};
@@ -64,6 +64,7 @@ impl SnapshotsService {
         let (name, key, parent, labels) = request.into_inner();
         let mounts = self
             .with(&name, move |sup, s| {
+                let _hold = sup.gc.hold();
                 let mounts = s
                     .create(&sup.store, &ns, kind, &key, &parent, labels)
                     .map_err(snapshot_status)?;
@@ -198,6 +199,7 @@ impl Snapshots for SnapshotsService {
         let lease = lease(&request)?;
         let req = request.into_inner();
         self.with(&req.snapshotter, move |sup, s| {
+            let _hold = sup.gc.hold();
             lease_exists(sup, &ns, lease.as_deref())?;
             s.commit(&sup.store, &ns, &req.name, &req.key, labels(req.labels))
                 .map_err(snapshot_status)?;
@@ -220,8 +222,12 @@ impl Snapshots for SnapshotsService {
         let ns = namespace(&request)?;
         let req = request.into_inner();
         self.with(&req.snapshotter, move |sup, s| {
-            s.remove(&sup.store, &ns, &req.key)
-                .map_err(snapshot_status)?;
+            {
+                let _hold = sup.gc.hold();
+                s.remove(&sup.store, &ns, &req.key)
+                    .map_err(snapshot_status)?;
+            }
+            sup.gc.deleted();
             sup.publish(
                 &ns,
                 topics::SNAPSHOT_REMOVE,
@@ -257,6 +263,7 @@ impl Snapshots for SnapshotsService {
         let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
         let info = self
             .with(&req.snapshotter, move |sup, s| {
+                let _hold = sup.gc.hold();
                 s.update(&sup.store, &ns, &info, &paths)
                     .map_err(snapshot_status)
             })
@@ -306,7 +313,9 @@ impl Snapshots for SnapshotsService {
     async fn cleanup(&self, request: Request<CleanupRequest>) -> Result<Response<()>, Status> {
         namespace(&request)?;
         let req = request.into_inner();
+        // As containerd's: what no root keeps goes first, then the directories no snapshot owns.
         self.with(&req.snapshotter, move |sup, s| {
+            sup.gc.collect_now(sup).map_err(gc_status)?;
             s.cleanup(&sup.store).map_err(snapshot_status)
         })
         .await?;
