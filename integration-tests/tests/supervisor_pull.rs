@@ -393,6 +393,87 @@ fn pulled_images_survive_a_restart_as_on_containerd() -> Result<()> {
     )
 }
 
+/// `ctr images mount` (a view under a lease named by the target) and `unmount --rm`; then
+/// the image damaged and repaired: its layer removed (`images check` incomplete) and pulled
+/// again, its snapshot removed (not unpacked) and unpacked again by `ctr run`.
+#[test]
+fn mounted_damaged_and_repaired_as_on_containerd() -> Result<()> {
+    same_as_containerd(
+        |s| {
+            s.pull(Tag::OciGzip)?;
+            let reference = s.images.reference(Tag::OciGzip);
+            let target = s.ctrd.subdir("mnt")?;
+            let target_arg = target.display().to_string();
+            s.ctr(&["images", "mount", &reference, &target_arg], Shown::Stdout)?;
+            let hostname = fs::read_to_string(target.join("etc/hostname"));
+            s.t.observe("mounted /etc/hostname", format!("{hostname:?}"));
+            let busybox = target.join("bin/busybox").is_file();
+            s.t.observe("mounted /bin/busybox", busybox);
+            s.ctr(&["leases", "ls"], Shown::Leases)?;
+            s.ctr(&["snapshots", "ls"], Shown::Table)?;
+            s.ctr(&["images", "unmount", "--rm", &target_arg], Shown::Stdout)?;
+            s.t.observe("unmounted", !target.join("bin/busybox").exists());
+            s.ctr(&["snapshots", "ls"], Shown::Table)?;
+            s.ctr(&["leases", "ls", "-q"], Shown::Sorted)?;
+
+            let manifest = s
+                .ctrd
+                .ctr(&["content", "get", &output_digest(s, Tag::OciGzip)?])?;
+            let manifest: serde_json::Value =
+                serde_json::from_str(&manifest.stdout).context("the manifest")?;
+            let layer = manifest["layers"][0]["digest"].as_str().unwrap_or("none");
+            s.ctr(&["content", "rm", layer], Shown::Stdout)?;
+            s.ctr(&["images", "check"], Shown::Table)?;
+            s.pull(Tag::OciGzip)?;
+            s.ctr(&["images", "check"], Shown::Table)?;
+
+            let snapshots = s.ctrd.ctr(&["snapshots", "ls"])?.stdout;
+            let chain_id = snapshots.lines().nth(1).and_then(|l| l.split(' ').next());
+            s.ctr(
+                &["snapshots", "rm", chain_id.unwrap_or("none")],
+                Shown::Stdout,
+            )?;
+            s.ctr(&["images", "check"], Shown::Table)?;
+            s.run_echo(Tag::OciGzip, "unpacks-again")?;
+            s.ctr(&["images", "check"], Shown::Table)?;
+            s.ctr(&["snapshots", "ls"], Shown::Table)?;
+            s.ctr(&["snapshots", "usage"], Shown::Table)?;
+            Ok(())
+        },
+        |t| {
+            let hostname = output(t, "mounted /etc/hostname")?;
+            ensure!(hostname.starts_with("Ok("), "{hostname}");
+            let checks: Vec<&str> = t
+                .steps()
+                .iter()
+                .filter(|s| s.what == "ctr images check")
+                .map(|s| s.output.as_str())
+                .collect();
+            ensure!(
+                matches!(checks.as_slice(), [broken, fixed, packed, unpacked]
+                    if broken.contains("incomplete") && fixed.contains("complete (2/2)")
+                        && packed.ends_with("false") && unpacked.ends_with("true")),
+                "{checks:#?}"
+            );
+            Ok(())
+        },
+    )
+}
+
+/// The digest of `tag`'s root as `ctr images ls` lists it.
+fn output_digest(s: &Session, tag: Tag) -> Result<String> {
+    let reference = s.images.reference(tag);
+    let listed = s.ctrd.ctr(&["images", "ls"])?.ok("ctr images ls")?;
+    let line = listed
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{reference} ")));
+    let digest = line.and_then(|l| l.split_whitespace().nth(2));
+    digest
+        .map(String::from)
+        .with_context(|| format!("{reference} is not listed: {}", listed.stdout))
+}
+
 /// The entries of a tarball, sorted, with the digest of each JSON file (`index.json`,
 /// `manifest.json`, `oci-layout`) after its name.
 fn tar_listing(path: &Path) -> Result<String> {
