@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -455,6 +456,98 @@ fn mounted_damaged_and_repaired_as_on_containerd() -> Result<()> {
                         && packed.ends_with("false") && unpacked.ends_with("true")),
                 "{checks:#?}"
             );
+            Ok(())
+        },
+    )
+}
+
+/// Pulls of the same content at once (three of one image, one of another sharing its layer):
+/// the writers of one ref wait for each other (containerd answers the second `Unavailable`,
+/// ref locked, and ctr retries), every pull succeeds and the store holds each blob once.
+#[test]
+fn concurrent_pulls_as_on_containerd() -> Result<()> {
+    same_as_containerd(
+        |s| {
+            let tags = [Tag::OciGzip, Tag::OciGzip, Tag::OciGzip, Tag::Docker];
+            let mut children = Vec::new();
+            for tag in tags {
+                let mut cmd = s.ctrd.ctr_command_here();
+                cmd.args(["images", "pull", "--plain-http", &s.images.reference(tag)]);
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+                children.push(cmd.spawn().context("spawning ctr images pull")?);
+            }
+            for (child, tag) in children.into_iter().zip(tags) {
+                let out = child.wait_with_output().context("waiting for ctr")?;
+                let out = Outcome::from_output(&out);
+                s.t.record_output(
+                    &format!("concurrent pull {}", tag.name()),
+                    &out,
+                    String::new(),
+                );
+            }
+            s.inventory()?;
+            s.run_echo(Tag::Docker, "after-concurrent")
+        },
+        |t| {
+            let check = output(t, "ctr images check")?;
+            ensure!(check.matches("complete (2/2)").count() == 2, "{check}");
+            Ok(())
+        },
+    )
+}
+
+/// `--snapshotter native` (copies instead of overlays): pull, list, check, run, remove.
+#[test]
+fn native_snapshotter_as_on_containerd() -> Result<()> {
+    same_as_containerd(
+        |s| {
+            let reference = s.images.reference(Tag::OciZstd);
+            let native = ["--snapshotter", "native"];
+            let pull = [
+                &["images", "pull"][..],
+                &native,
+                &["--plain-http", &reference],
+            ]
+            .concat();
+            s.ctr(&pull, Shown::Nothing)?
+                .ok("ctr images pull --snapshotter native")?;
+            s.ctr(&["images", "check"], Shown::Table)?;
+            s.ctr(
+                &["snapshots", "--snapshotter", "native", "ls"],
+                Shown::Table,
+            )?;
+            s.ctr(&["snapshots", "ls"], Shown::Table)?;
+            s.ctr(
+                &["snapshots", "--snapshotter", "native", "usage"],
+                Shown::Table,
+            )?;
+            let run = [
+                &["run", "--rm"][..],
+                &native,
+                &[&reference, "native", "echo", "hi"],
+            ]
+            .concat();
+            s.ctr(&run, Shown::Stdout)?;
+            s.ctr(&["images", "rm", "--sync", &reference], Shown::Stdout)?;
+            s.ctr(
+                &["snapshots", "--snapshotter", "native", "ls"],
+                Shown::Table,
+            )?;
+            s.ctr(&["content", "ls", "-q"], Shown::Sorted)?;
+            Ok(())
+        },
+        |t| {
+            let listed = output(t, "ctr snapshots --snapshotter native ls")?;
+            ensure!(listed.lines().count() == 1, "collected: {listed}");
+            let first = t
+                .steps()
+                .iter()
+                .find(|s| s.what == "ctr snapshots --snapshotter native ls");
+            let first = first.map(|s| s.output.as_str()).unwrap_or_default();
+            ensure!(first.contains("Committed"), "unpacked natively: {first}");
+            ensure!(t.steps().iter().any(|s| s.output == "hi\n"), "ran");
             Ok(())
         },
     )
