@@ -287,6 +287,158 @@ fn bad_pulls_leave_no_content_after_collection() -> Result<()> {
     bad_pulls_compared(true)
 }
 
+/// An OCI layout as a tarball: `oci-layout`, `index.json` naming `manifest` as `name`, and
+/// `blobs` (name, bytes), each under `blobs/sha256/<hex of its name>`.
+fn layout_tar(
+    name: &str,
+    manifest: &image_builder::Descriptor,
+    blobs: &[(&str, &[u8])],
+) -> Result<Vec<u8>> {
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": manifest.media_type,
+            "digest": manifest.digest,
+            "size": manifest.size,
+            "annotations": {
+                "io.containerd.image.name": name,
+                "org.opencontainers.image.ref.name": "1",
+            },
+        }],
+    });
+    let index = serde_json::to_vec(&index).context("encoding index.json")?;
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, bytes: &[u8]| -> Result<()> {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        header.set_size(bytes.len() as u64);
+        tar.append_data(&mut header, path, bytes)
+            .with_context(|| format!("adding {path}"))
+    };
+    add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    add("index.json", &index)?;
+    for (digest, bytes) in blobs {
+        add(
+            &format!("blobs/sha256/{}", digest.trim_start_matches("sha256:")),
+            bytes,
+        )?;
+    }
+    tar.into_inner().context("finishing the tarball")
+}
+
+/// The tarballs of [`bad_imports`], by name: not a tarball; a layer whose bytes are not its
+/// digest's; a manifest naming a layer the tarball lacks.
+fn bad_tarballs() -> Result<Vec<(&'static str, Vec<u8>)>> {
+    let tar = image_builder::files_tar(&[("hello", b"import\n")])?;
+    let gzip = image_builder::gzip_bytes(&tar)?;
+    let layer = describe(media::OCI_LAYER_GZIP, &gzip);
+    let config = image_builder::config_json(&[&image_builder::sha256(&tar)])?;
+    let config_d = describe(media::OCI_CONFIG, &config);
+    let manifest = image_builder::oci_manifest_json(&config_d, std::slice::from_ref(&layer))?;
+    let manifest_d = describe(media::OCI_MANIFEST, &manifest);
+    let corrupt: Vec<u8> = gzip.iter().map(|b| !b).collect();
+    let mismatched = layout_tar(
+        "example.com/bad:digest",
+        &manifest_d,
+        &[
+            (&manifest_d.digest, &manifest),
+            (&config_d.digest, &config),
+            (&layer.digest, &corrupt),
+        ],
+    )?;
+    let missing = layout_tar(
+        "example.com/bad:missing",
+        &manifest_d,
+        &[(&manifest_d.digest, &manifest), (&config_d.digest, &config)],
+    )?;
+    Ok(vec![
+        ("not-a-tarball", b"this is not a tarball\n".to_vec()),
+        ("bad-digest", mismatched),
+        ("missing-blob", missing),
+    ])
+}
+
+/// `ctr images import` of each bad tarball, then what is visible, and after a synchronous
+/// collection the content left.
+fn bad_imports(
+    supervisor: Supervisor,
+    ctrd: &Containerd,
+    registry: &Registry,
+) -> Result<Transcript> {
+    let mut t = Transcript::new(supervisor.name());
+    let dir = ctrd.subdir("tarballs")?;
+    for (name, bytes) in bad_tarballs()? {
+        let path = dir.join(format!("{name}.tar"));
+        fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        let path = path.display().to_string();
+        ctr(
+            &mut t,
+            ctrd,
+            registry,
+            &["images", "import", &path],
+            str::to_string,
+        )?;
+    }
+    ctr(&mut t, ctrd, registry, &["images", "ls", "-q"], |s| {
+        columns(s, 1)
+    })?;
+    ctr(&mut t, ctrd, registry, &["snapshots", "ls"], |s| {
+        columns(s, 3)
+    })?;
+    ctr(&mut t, ctrd, registry, &["leases", "ls", "-q"], |s| {
+        columns(s, 1)
+    })?;
+    ctr(
+        &mut t,
+        ctrd,
+        registry,
+        &["leases", "create", "--id", "gc"],
+        str::to_string,
+    )?;
+    ctr(
+        &mut t,
+        ctrd,
+        registry,
+        &["leases", "rm", "--sync", "gc"],
+        str::to_string,
+    )?;
+    ctr(&mut t, ctrd, registry, &["content", "ls", "-q"], |s| {
+        columns(s, 1)
+    })?;
+    ctr(&mut t, ctrd, registry, &["content", "active"], |s| {
+        columns(s, 1)
+    })?;
+    Ok(t)
+}
+
+/// Bad tarballs are refused by `ctr images import` as on containerd (status and error), and
+/// leave no image, snapshot, lease, ingest or (after a collection) content.
+#[test]
+fn bad_imports_fail_as_on_containerd() -> Result<()> {
+    require_root!();
+    // Only for the normalisation of addresses: no image comes from it.
+    let registry = require_peer!(Registry::start());
+    let mut transcripts = Vec::new();
+    for supervisor in Supervisor::ALL {
+        let ctrd = require_peer!(supervisor.start(Environment::default()));
+        transcripts.push((
+            bad_imports(supervisor, &ctrd, &registry)?,
+            ctrd.problems(30),
+        ));
+    }
+    let [(reference, _), (keel, problems)] = transcripts.as_slice() else {
+        bail!("expected two transcripts");
+    };
+    let imports = &reference.steps()[..3];
+    ensure!(
+        imports.iter().all(|s| s.status != 0),
+        "a bad import succeeded on containerd:\n{reference}"
+    );
+    expect_same(keel, reference, problems)?;
+    println!("{reference}");
+    Ok(())
+}
+
 /// `ctr content ingest REF` with `data` on its stdin.
 fn ingest(ctrd: &Containerd, reference: &str, data: &[u8]) -> Result<Outcome> {
     let mut cmd = ctrd.ctr_command_here();
