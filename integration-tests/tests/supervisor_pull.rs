@@ -10,7 +10,10 @@
 //!   file lists compared;
 //! - `ctr leases create/ls/rm [--sync]`, errors included;
 //! - garbage collection: `images rm --sync` and `images rm` (after a while) leave no content
-//!   and no snapshot; what only a lease holds goes with `leases rm --sync`.
+//!   and no snapshot; what only a lease holds goes with `leases rm --sync`;
+//! - pulled images after a SIGKILL and restart of the daemon; `images mount`/`unmount --rm`;
+//!   a removed layer pulled again and a removed snapshot unpacked again by `ctr run`;
+//!   `snapshots usage`; pulls of shared content at once; the native snapshotter.
 //!
 //! What must differ between daemons and runs is normalised, nothing else: the temp dir, the
 //! namespace, the registry's port, times (`content ls`'s AGE, `leases ls`'s CREATED AT and

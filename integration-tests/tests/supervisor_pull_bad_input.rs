@@ -11,6 +11,9 @@
 //! - `bad-digest`: a layer whose bytes in the registry's storage no longer match its digest;
 //! - `truncated`: a layer whose manifest says it is longer than it is.
 //!
+//! `ctr images import` of a file that is no tarball, of an OCI layout whose layer's bytes are
+//! not its digest's, and of one whose layer is missing: the same failures, nothing left.
+//!
 //! And Diff.Apply of a blob with an unknown media type, through the gRPC API: the same code
 //! on both, and a message naming the media type.
 
