@@ -13,7 +13,8 @@
 //!   and no snapshot; what only a lease holds goes with `leases rm --sync`;
 //! - pulled images after a SIGKILL and restart of the daemon; `images mount`/`unmount --rm`;
 //!   a removed layer pulled again and a removed snapshot unpacked again by `ctr run`;
-//!   `snapshots usage`; pulls of shared content at once; the native snapshotter.
+//!   `snapshots usage`; pulls of shared content at once; the native snapshotter; an image of
+//!   three layers (gzip and zstd, whiteouts, an opaque directory) pushed by hand.
 //!
 //! What must differ between daemons and runs is normalised, nothing else: the temp dir, the
 //! namespace, the registry's port, times (`content ls`'s AGE, `leases ls`'s CREATED AT and
@@ -48,6 +49,7 @@ const GC_WAIT: Duration = Duration::from_secs(20);
 /// The built images, every tag pushed to a registry of the test's own.
 struct Images {
     registry: Registry,
+    built: image_builder::Layout,
     _layout: tempfile::TempDir,
 }
 
@@ -76,10 +78,11 @@ impl Images {
         let built = image_builder::build(layout.path())?;
         let images = Self {
             registry,
+            built,
             _layout: layout,
         };
         for tag in Tag::ALL {
-            image_builder::push(&built, tag, &images.reference(tag))?;
+            image_builder::push(&images.built, tag, &images.reference(tag))?;
         }
         Ok(Peer::Ready(images))
     }
@@ -551,6 +554,108 @@ fn native_snapshotter_as_on_containerd() -> Result<()> {
             let first = first.map(|s| s.output.as_str()).unwrap_or_default();
             ensure!(first.contains("Committed"), "unpacked natively: {first}");
             ensure!(t.steps().iter().any(|s| s.output == "hi\n"), "ran");
+            Ok(())
+        },
+    )
+}
+
+/// Pushes `keel/layers:3`: the busybox layer (gzip), then a gzip layer adding `/etc/added`
+/// and `/tmp/old` and whiting out `/etc/hostname`, then a zstd layer adding `/etc/later`,
+/// whiting out `/etc/added` and making `/tmp` opaque (only its own `/tmp/kept` left).
+fn push_layered(images: &Images) -> Result<String> {
+    let built = &images.built;
+    let blob = |digest: &str| {
+        let path = built
+            .dir
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        fs::read(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let root = built.root(Tag::OciGzip).context("no oci-gzip root")?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(&root.digest)?).context("the oci-gzip manifest")?;
+    let base = manifest["layers"][0]["digest"]
+        .as_str()
+        .context("no layer")?;
+    let base = blob(base)?;
+    let second = image_builder::files_tar(&[
+        ("etc/added", b"added\n"),
+        ("etc/.wh.hostname", b""),
+        ("tmp/old", b"old\n"),
+    ])?;
+    let third = image_builder::files_tar(&[
+        ("etc/later", b"later\n"),
+        ("etc/.wh.added", b""),
+        ("tmp/kept", b"tmp\n"),
+        ("tmp/.wh..wh..opq", b""),
+    ])?;
+    let second_gz = image_builder::gzip_bytes(&second)?;
+    let third_zst = zstd::encode_all(third.as_slice(), 3).context("zstd")?;
+    let registry = &images.registry;
+    let mut layers = Vec::new();
+    for (bytes, media_type) in [
+        (&base, image_builder::media::OCI_LAYER_GZIP),
+        (&second_gz, image_builder::media::OCI_LAYER_GZIP),
+        (&third_zst, image_builder::media::OCI_LAYER_ZSTD),
+    ] {
+        registry.put_blob("keel/layers", bytes)?;
+        layers.push(image_builder::describe(media_type, bytes));
+    }
+    let diff_ids = [
+        built.diff_id.clone(),
+        image_builder::sha256(&second),
+        image_builder::sha256(&third),
+    ];
+    let diff_ids: Vec<&str> = diff_ids.iter().map(String::as_str).collect();
+    let config = image_builder::config_json(&diff_ids)?;
+    registry.put_blob("keel/layers", &config)?;
+    let config = image_builder::describe(image_builder::media::OCI_CONFIG, &config);
+    let manifest = image_builder::oci_manifest_json(&config, &layers)?;
+    let media_type = image_builder::media::OCI_MANIFEST;
+    let pushed = registry.put_manifest("keel/layers", "3", media_type, &manifest)?;
+    ensure!(
+        pushed.status == 201,
+        "pushing keel/layers:3: {}",
+        pushed.status
+    );
+    Ok(registry.reference("keel/layers", "3"))
+}
+
+/// An image of three layers (gzip and zstd, whiteouts and an opaque directory): snapshots
+/// chained by their parents, the whiteouts applied, as on containerd.
+#[test]
+fn layered_image_as_on_containerd() -> Result<()> {
+    same_as_containerd(
+        |s| {
+            let reference = push_layered(s.images)?;
+            s.ctr(
+                &["images", "pull", "--plain-http", &reference],
+                Shown::Nothing,
+            )?
+            .ok("ctr images pull keel/layers:3")?;
+            s.ctr(&["images", "check"], Shown::Table)?;
+            s.ctr(&["snapshots", "ls"], Shown::Table)?;
+            s.ctr(&["snapshots", "tree"], Shown::Stdout)?;
+            let script = "ls /etc /tmp; cat /etc/later /tmp/kept";
+            let run = ["run", "--rm", &reference, "layers", "sh", "-c", script];
+            s.ctr(&run, Shown::Stdout)?;
+            s.ctr(&["images", "rm", "--sync", &reference], Shown::Stdout)?;
+            s.ctr(&["snapshots", "ls"], Shown::Table)?;
+            Ok(())
+        },
+        |t| {
+            let snapshots = t.steps().iter().find(|s| s.what == "ctr snapshots ls");
+            let snapshots = snapshots.map(|s| s.output.as_str()).unwrap_or_default();
+            ensure!(snapshots.lines().count() == 4, "three layers: {snapshots}");
+            let ran = t.steps().iter().find(|s| s.what.starts_with("ctr run"));
+            let ran = ran.map(|s| s.output.as_str()).unwrap_or_default();
+            ensure!(
+                ran.contains("later\ntmp\n")
+                    && !["added", "hostname", "old"]
+                        .iter()
+                        .any(|gone| ran.contains(gone)),
+                "{ran}"
+            );
             Ok(())
         },
     )
