@@ -14,7 +14,8 @@
 //! - pulled images after a SIGKILL and restart of the daemon; `images mount`/`unmount --rm`;
 //!   a removed layer pulled again and a removed snapshot unpacked again by `ctr run`;
 //!   `snapshots usage`; pulls of shared content at once; the native snapshotter; an image of
-//!   three layers (gzip and zstd, whiteouts, an opaque directory) pushed by hand.
+//!   three layers (gzip and zstd, whiteouts, an opaque directory) pushed by hand; `images
+//!   push` from the daemon to the registry and the pushed image pulled back and run.
 //!
 //! What must differ between daemons and runs is normalised, nothing else: the temp dir, the
 //! namespace, the registry's port, times (`content ls`'s AGE, `leases ls`'s CREATED AT and
@@ -656,6 +657,55 @@ fn layered_image_as_on_containerd() -> Result<()> {
                         .any(|gone| ran.contains(gone)),
                 "{ran}"
             );
+            Ok(())
+        },
+    )
+}
+
+/// `ctr images push` from the daemon's store to the registry (under a new name), then the
+/// pushed image removed and pulled back and run: what keel-containerd serves to a push is
+/// what containerd serves.
+#[test]
+fn push_and_pull_back_as_on_containerd() -> Result<()> {
+    same_as_containerd(
+        |s| {
+            // A repository per daemon, so that each push is seen to arrive.
+            let repository = format!("keel/pushed-{}", s.t.runtime());
+            s.aliases.push((repository.clone(), "keel/pushed".into()));
+            for tag in [Tag::Docker, Tag::Multi] {
+                let source = s.images.reference(tag);
+                // A push needs every blob the root reaches: the index's arm64 entry too.
+                let pull = ["images", "pull", "--plain-http", "--all-platforms", &source];
+                s.ctr(&pull, Shown::Nothing)?
+                    .ok("ctr images pull --all-platforms")?;
+                let pushed = s.images.registry.reference(&repository, tag.name());
+                s.ctr(&["images", "tag", &source, &pushed], Shown::Stdout)?;
+                s.ctr(&["images", "push", "--plain-http", &pushed], Shown::Nothing)?;
+                let digest = output_digest(s, tag)?;
+                let path = format!("/v2/{repository}/manifests/{digest}");
+                // distribution hides an index from a client that does not accept one.
+                let accept = [
+                    image_builder::media::OCI_INDEX,
+                    image_builder::media::DOCKER_MANIFEST,
+                ];
+                let status = s.images.registry.get_status(&path, &accept.join(", "))?;
+                s.t.observe("the registry has the pushed root", status);
+                s.ctr(&["images", "rm", "--sync", &source, &pushed], Shown::Stdout)?;
+                s.ctr(&["images", "pull", "--plain-http", &pushed], Shown::Nothing)?;
+                s.ctr(&["images", "check"], Shown::Table)?;
+                let id = format!("pushed-{}", tag.name());
+                s.ctr(&["run", "--rm", &pushed, &id, "echo", "hi"], Shown::Stdout)?;
+            }
+            Ok(())
+        },
+        |t| {
+            let roots = t
+                .steps()
+                .iter()
+                .filter(|s| s.what == "the registry has the pushed root");
+            ensure!(roots.clone().count() == 2 && roots.clone().all(|s| s.output == "200"));
+            let ran = t.steps().iter().filter(|s| s.output == "hi\n").count();
+            ensure!(ran == 2, "ran {ran} times");
             Ok(())
         },
     )
