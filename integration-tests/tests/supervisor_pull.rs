@@ -10,7 +10,9 @@
 //!   file lists compared;
 //! - `ctr leases create/ls/rm [--sync]`, errors included;
 //! - garbage collection: `images rm --sync` and `images rm` (after a while) leave no content
-//!   and no snapshot; what only a lease holds goes with `leases rm --sync`;
+//!   and no snapshot, in `ctr`'s listings and on disk (blob files, snapshot directories); what
+//!   only a lease holds goes with `leases rm --sync`; one image in two namespaces, removed
+//!   from one, stays whole in the other;
 //! - pulled images after a SIGKILL and restart of the daemon; `images mount`/`unmount --rm`;
 //!   a removed layer pulled again and a removed snapshot unpacked again by `ctr run`;
 //!   `snapshots usage`; pulls of shared content at once; the native snapshotter; an image of
@@ -711,6 +713,84 @@ fn push_and_pull_back_as_on_containerd() -> Result<()> {
     )
 }
 
+/// One image pulled in two namespaces (the blobs are stored once, recorded in each), then
+/// removed with `--sync` from the first: the second keeps all its content and snapshot, and
+/// runs; removed from the second too, nothing is left in either.
+#[test]
+fn namespaces_share_content_as_on_containerd() -> Result<()> {
+    same_as_containerd(
+        |s| {
+            let first = s.namespace.clone();
+            let second = format!("{first}-b");
+            let reference = s.images.reference(Tag::OciGzip);
+            for ns in [&first, &second] {
+                s.namespace = ns.clone();
+                s.pull(Tag::OciGzip)?;
+            }
+            s.namespace = first.clone();
+            s.ctr(&["images", "rm", "--sync", &reference], Shown::Stdout)?;
+            s.ctr(&["content", "ls", "-q"], Shown::Sorted)?;
+            s.ctr(&["snapshots", "ls"], Shown::Table)?;
+            s.namespace = second.clone();
+            s.ctr(&["content", "ls", "-q"], Shown::Sorted)?;
+            s.ctr(&["images", "check"], Shown::Table)?;
+            s.ctr(&["snapshots", "ls"], Shown::Table)?;
+            let disk = on_disk(s.ctrd);
+            s.t.observe("on disk, one namespace left", disk);
+            s.run_echo(Tag::OciGzip, "second-namespace")?;
+            s.ctr(&["images", "rm", "--sync", &reference], Shown::Stdout)?;
+            s.ctr(&["content", "ls", "-q"], Shown::Sorted)?;
+            s.ctr(&["snapshots", "ls"], Shown::Table)?;
+            let disk = on_disk(s.ctrd);
+            s.t.observe("on disk", disk);
+            Ok(())
+        },
+        |t| {
+            let lists: Vec<usize> = t
+                .steps()
+                .iter()
+                .filter(|s| s.what == "ctr content ls -q")
+                .map(|s| s.output.lines().count())
+                .collect();
+            ensure!(lists == [0, 3, 0], "content per step: {lists:?}");
+            let disk = output(t, "on disk, one namespace left")?;
+            ensure!(disk == "3 blob files, 1 snapshot directories", "{disk}");
+            ensure!(output(t, "on disk")? == "0 blob files, 0 snapshot directories");
+            ensure!(output(t, "ctr images check")?.contains("complete (2/2)"));
+            Ok(())
+        },
+    )
+}
+
+/// What the daemon's root holds on disk, whatever its layout (both keep blobs in
+/// `.../blobs/sha256/<hex>` and a snapshotter's snapshots in `.../snapshots/<id>/`): how many
+/// blob files and snapshot directories. Orphans there are what `ctr` cannot show.
+fn on_disk(ctrd: &Containerd) -> String {
+    let (mut blobs, mut snapshots) = (0, 0);
+    let mut pending = vec![ctrd.dir().join("root")];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        let in_blobs = dir.ends_with("blobs/sha256");
+        let in_snapshots = dir.file_name().is_some_and(|n| n == "snapshots");
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if in_blobs && kind.is_file() {
+                blobs += 1;
+            } else if in_snapshots && kind.is_dir() {
+                // A snapshot's contents are not walked: they are the image's files.
+                snapshots += 1;
+            } else if kind.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    format!("{blobs} blob files, {snapshots} snapshot directories")
+}
+
 /// The digest of `tag`'s root as `ctr images ls` lists it.
 fn output_digest(s: &Session, tag: Tag) -> Result<String> {
     let reference = s.images.reference(tag);
@@ -994,6 +1074,8 @@ fn garbage_collected_as_on_containerd() -> Result<()> {
             s.ctr(&["leases", "rm", "--sync", "hold"], Shown::Stdout)?;
             s.ctr(&["content", "ls", "-q"], Shown::Sorted)?;
             s.ctr(&["snapshots", "ls"], Shown::Table)?;
+            let disk = on_disk(s.ctrd);
+            s.t.observe("on disk", disk);
             Ok(())
         },
         |t| {
@@ -1009,6 +1091,8 @@ fn garbage_collected_as_on_containerd() -> Result<()> {
                     if a.is_empty() && b.is_empty() && held.lines().count() >= 3 && c.is_empty()),
                 "{lists:?}"
             );
+            let disk = output(t, "on disk")?;
+            ensure!(disk == "0 blob files, 0 snapshot directories", "{disk}");
             Ok(())
         },
     )
