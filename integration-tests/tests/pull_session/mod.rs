@@ -307,6 +307,8 @@ pub fn same_as_containerd(
     meaningful(reference).with_context(|| format!("the reference saw too little:\n{reference}"))?;
     expect_same(keel, reference, keel_problems)?;
     println!("{reference}");
+    // Shown with --nocapture: what keel-containerd logged as wrong on the way.
+    println!("keel-containerd's errors and warnings:\n{keel_problems}");
     Ok(())
 }
 
