@@ -216,3 +216,39 @@ fn garbage_collected_as_on_containerd() -> Result<()> {
         },
     )
 }
+
+/// A lease past its expiry holds nothing: once the next collection runs (a synchronous one,
+/// by removing another lease with `--sync`), what it held is gone, and the lease with it.
+#[test]
+fn expired_lease_collected_as_on_containerd() -> Result<()> {
+    same_as_containerd(
+        |s| {
+            s.pull(Tag::OciGzip)?;
+            s.ctr(
+                &["leases", "create", "--id", "short", "-x", "2s"],
+                Shown::Stdout,
+            )?;
+            hold_everything(s, "short")?;
+            let reference = s.images.reference(Tag::OciGzip);
+            s.ctr(&["images", "rm", "--sync", &reference], Shown::Stdout)?;
+            s.ctr(&["content", "ls", "-q"], Shown::Sorted)?;
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            s.ctr(&["leases", "create", "--id", "trigger"], Shown::Stdout)?;
+            s.ctr(&["leases", "rm", "--sync", "trigger"], Shown::Stdout)?;
+            s.ctr(&["content", "ls", "-q"], Shown::Sorted)?;
+            s.ctr(&["snapshots", "ls"], Shown::Table)?;
+            s.ctr(&["leases", "ls", "-q"], Shown::Sorted)?;
+            Ok(())
+        },
+        |t| {
+            let lists: Vec<usize> = t
+                .steps()
+                .iter()
+                .filter(|s| s.what == "ctr content ls -q")
+                .map(|s| s.output.lines().count())
+                .collect();
+            ensure!(lists == [3, 0], "held, then collected: {lists:?}");
+            Ok(())
+        },
+    )
+}
