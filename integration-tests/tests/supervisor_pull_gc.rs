@@ -5,9 +5,12 @@
 //! - `images rm --sync` and `images rm` (after a while) leave no content and no snapshot, in
 //!   `ctr`'s listings and on disk (blob files, snapshot directories); what only a lease holds
 //!   goes with `leases rm --sync`;
-//! - one image in two namespaces, removed from one, stays whole in the other.
+//! - one image in two namespaces, removed from one, stays whole in the other;
+//! - a lease past its expiry holds nothing at the next collection, and goes itself.
 
 mod pull_session;
+
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use containerd_client::services::v1::leases_client::LeasesClient;
@@ -224,15 +227,16 @@ fn expired_lease_collected_as_on_containerd() -> Result<()> {
     same_as_containerd(
         |s| {
             s.pull(Tag::OciGzip)?;
-            s.ctr(
-                &["leases", "create", "--id", "short", "-x", "2s"],
-                Shown::Stdout,
-            )?;
+            // Long enough for the steps before the wait even on a loaded machine.
+            let created = Instant::now();
+            let create = ["leases", "create", "--id", "short", "-x", "8s"];
+            s.ctr(&create, Shown::Stdout)?;
             hold_everything(s, "short")?;
             let reference = s.images.reference(Tag::OciGzip);
             s.ctr(&["images", "rm", "--sync", &reference], Shown::Stdout)?;
             s.ctr(&["content", "ls", "-q"], Shown::Sorted)?;
-            std::thread::sleep(std::time::Duration::from_secs(3));
+            let expired = created + Duration::from_secs(9);
+            std::thread::sleep(expired.saturating_duration_since(Instant::now()));
             s.ctr(&["leases", "create", "--id", "trigger"], Shown::Stdout)?;
             s.ctr(&["leases", "rm", "--sync", "trigger"], Shown::Stdout)?;
             s.ctr(&["content", "ls", "-q"], Shown::Sorted)?;
