@@ -175,18 +175,6 @@ impl Registry {
             .join("data")
     }
 
-    /// The link that makes blob `digest` a manifest of repository `name` for the registry
-    /// (`_manifests/revisions`): written, it lets an index name a blob as its manifest;
-    /// removed, `GET /manifests/DIGEST` answers 404 and clients fall back to `/blobs/DIGEST`.
-    pub fn manifest_link(&self, name: &str, digest: &str) -> PathBuf {
-        self.v2_storage()
-            .join("repositories")
-            .join(name)
-            .join("_manifests/revisions/sha256")
-            .join(digest.trim_start_matches("sha256:"))
-            .join("link")
-    }
-
     fn v2_storage(&self) -> PathBuf {
         self.dir().join("storage/docker/registry/v2")
     }
