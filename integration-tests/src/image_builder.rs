@@ -208,6 +208,61 @@ pub fn skopeo_available() -> std::result::Result<(), String> {
     }
 }
 
+/// A descriptor of `bytes` as `media_type`, for images assembled by hand.
+pub fn describe(media_type: &str, bytes: &[u8]) -> Descriptor {
+    Descriptor {
+        media_type: media_type.to_string(),
+        digest: sha256(bytes),
+        size: bytes.len() as u64,
+    }
+}
+
+/// An uncompressed layer tar of regular files `(path, contents)` (mode 0644, the builder's
+/// fixed owner and mtime): small layers of a test's own, distinct from the busybox layer.
+pub fn files_tar(files: &[(&str, &[u8])]) -> Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        append(&mut tar, path, tar::EntryType::Regular, 0o644, data, None)?;
+    }
+    tar.into_inner().context("finishing the layer tar")
+}
+
+/// `bytes` gzip-compressed (a layer as `tar+gzip`).
+pub fn gzip_bytes(bytes: &[u8]) -> Result<Vec<u8>> {
+    gzip(bytes)
+}
+
+/// An OCI linux/amd64 image config whose rootfs has `diff_ids`.
+pub fn config_json(diff_ids: &[&str]) -> Result<Vec<u8>> {
+    let mut value = config("amd64", "");
+    value["rootfs"]["diff_ids"] = json!(diff_ids);
+    to_bytes(&value)
+}
+
+/// An OCI image manifest over `config` and `layers`.
+pub fn oci_manifest_json(config: &Descriptor, layers: &[Descriptor]) -> Result<Vec<u8>> {
+    let layers: Vec<Value> = layers.iter().map(Descriptor::to_json).collect();
+    to_bytes(&json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": config.to_json(),
+        "layers": layers,
+    }))
+}
+
+/// An OCI image index whose entries are `manifests`, each for linux/amd64.
+pub fn oci_index_json(manifests: &[Descriptor]) -> Result<Vec<u8>> {
+    let entries: Vec<Value> = manifests
+        .iter()
+        .map(|m| platformed(m, "amd64", None))
+        .collect();
+    to_bytes(&json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_INDEX,
+        "manifests": entries,
+    }))
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Format {
     Oci,
@@ -484,6 +539,27 @@ mod tests {
         }
         assert!(names.contains(&"bin/busybox".to_string()));
         assert!(names.contains(&"bin/sh".to_string()));
+        Ok(())
+    }
+
+    #[test]
+    fn hand_made_parts_describe_themselves() -> Result<()> {
+        let tar = files_tar(&[("hello", b"hi\n")])?;
+        let layer = describe(media::OCI_LAYER_GZIP, &gzip_bytes(&tar)?);
+        let config = describe(media::OCI_CONFIG, &config_json(&[&sha256(&tar)])?);
+        let parsed: Value = serde_json::from_slice(&config_json(&[&sha256(&tar)])?)?;
+        assert_eq!(parsed["rootfs"]["diff_ids"], json!([sha256(&tar)]));
+        let manifest: Value =
+            serde_json::from_slice(&oci_manifest_json(&config, std::slice::from_ref(&layer))?)?;
+        assert_eq!(manifest["layers"][0]["digest"], json!(layer.digest));
+        assert_eq!(manifest["config"]["size"], json!(config.size));
+        let m = describe(media::OCI_MANIFEST, b"{}");
+        let index: Value = serde_json::from_slice(&oci_index_json(std::slice::from_ref(&m))?)?;
+        assert_eq!(index["manifests"][0]["digest"], json!(m.digest));
+        assert_eq!(
+            index["manifests"][0]["platform"]["architecture"],
+            json!("amd64")
+        );
         Ok(())
     }
 }
