@@ -1,0 +1,141 @@
+//! The HTTP vocabulary shared by the server and the handlers: the response body type, JSON and
+//! text responses written as dockerd writes them (JSON with a trailing newline, as Go's
+//! `json.Encoder` does), and reading a JSON request body with dockerd's checks (Content-Type,
+//! a size limit, `invalid JSON: ...` on a malformed body).
+
+use std::convert::Infallible;
+
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::errors::{ApiError, ApiResult};
+
+/// The body of every response: whole for now, a stream later (pull progress, logs).
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// The largest JSON request body accepted: container configs are a few KiB; 10 MiB is ample.
+pub const MAX_JSON_BODY: usize = 10 * 1024 * 1024;
+
+/// `value` as `application/json`, newline-terminated.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> ApiResult<Response<Body>> {
+    let mut bytes = serde_json::to_vec(value)
+        .map_err(|e| ApiError::Internal(format!("encoding the response: {e}")))?;
+    bytes.push(b'\n');
+    Ok(with_type(status, "application/json", full(bytes)))
+}
+
+/// `text` as `text/plain; charset=utf-8`.
+pub fn text(status: StatusCode, text: &'static str) -> Response<Body> {
+    with_type(status, "text/plain; charset=utf-8", full(text))
+}
+
+/// An empty body with a Content-Type (HEAD answers).
+pub fn empty(status: StatusCode, content_type: &'static str) -> Response<Body> {
+    with_type(status, content_type, Empty::new().boxed())
+}
+
+/// The error's status and `{"message": ...}` body.
+pub fn error(e: &ApiError) -> Response<Body> {
+    with_type(e.status(), "application/json", full(e.body()))
+}
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+fn with_type(status: StatusCode, content_type: &'static str, body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// The request's JSON body as `T`, checked as dockerd's `httputils.ReadJSON` does: a
+/// Content-Type other than JSON is 400, an empty body is `T`'s default, a malformed one is
+/// `400 invalid JSON: ...`; bodies over [`MAX_JSON_BODY`] are 400 before they are read whole.
+pub async fn read_json<T: DeserializeOwned + Default>(request: Request<Incoming>) -> ApiResult<T> {
+    check_json_content_type(request.headers().get(CONTENT_TYPE))?;
+    let bytes = Limited::new(request.into_body(), MAX_JSON_BODY)
+        .collect()
+        .await
+        .map_err(|e| ApiError::InvalidParameter(format!("reading the request body: {e}")))?
+        .to_bytes();
+    parse_json(&bytes)
+}
+
+/// A body's bytes as `T` (see [`read_json`]).
+pub fn parse_json<T: DeserializeOwned + Default>(bytes: &[u8]) -> ApiResult<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::InvalidParameter(format!("invalid JSON: {e}")))
+}
+
+/// dockerd accepts no Content-Type or `application/json` (with parameters) for JSON bodies.
+pub fn check_json_content_type(value: Option<&HeaderValue>) -> ApiResult<()> {
+    let Some(value) = value else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or("");
+    let media_type = text.split(';').next().unwrap_or("").trim();
+    if media_type.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidParameter(format!(
+            "unsupported Content-Type header ({text}): must be 'application/json'"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, serde::Deserialize, PartialEq)]
+    struct Sample {
+        #[serde(default)]
+        name: String,
+    }
+
+    #[test]
+    fn json_bodies_parse_and_empty_is_default() {
+        assert_eq!(parse_json::<Sample>(br#"{"name":"x"}"#).unwrap().name, "x");
+        assert_eq!(parse_json::<Sample>(b"").unwrap(), Sample::default());
+        assert_eq!(parse_json::<Sample>(b" \n").unwrap(), Sample::default());
+    }
+
+    #[test]
+    fn malformed_json_is_400_invalid_json() {
+        for bad in [&b"{"[..], b"not json", b"{\"name\": 3}", b"\xff\xfe"] {
+            let e = parse_json::<Sample>(bad).unwrap_err();
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+            assert!(e.to_string().starts_with("invalid JSON: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn content_types_are_checked() {
+        let ok = [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+        ];
+        for ct in ok {
+            check_json_content_type(Some(&HeaderValue::from_static(ct))).unwrap();
+        }
+        check_json_content_type(None).unwrap();
+        let e = check_json_content_type(Some(&HeaderValue::from_static("text/plain"))).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unsupported Content-Type header (text/plain): must be 'application/json'"
+        );
+    }
+}

@@ -1,0 +1,22 @@
+//! keel-engine: `keeld`, the Docker Engine API (JSON over HTTP/1.1 on a unix socket) served on
+//! top of containerd's gRPC API, so the real `docker` CLI drives Keel.
+//!
+//! A request goes [`server`] (socket, connection, span) → [`router`] (route, API version) →
+//! [`handlers`] (one module per group of routes) → [`containerd`] (the supervisor's client) and
+//! [`store`] (the engine's own records); every failure is an [`errors::ApiError`], turned into
+//! a status and `{"message": ...}` once, in [`http`]. [`daemon`] runs it all in order, starting
+//! the supervisor through [`supervisor_process`] when none answers.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod containerd;
+pub mod daemon;
+pub mod engine;
+pub mod errors;
+pub mod handlers;
+pub mod host;
+pub mod http;
+pub mod router;
+pub mod server;
+pub mod store;
+pub mod supervisor_process;
