@@ -107,6 +107,8 @@ pub struct CgroupFeatures {
     pub cpuset: bool,
     /// The pids controller.
     pub pids: bool,
+    /// cgroup v1's TCP kernel memory accounting (`memory.kmem.tcp.limit_in_bytes`).
+    pub kernel_memory_tcp: bool,
 }
 
 impl CgroupFeatures {
@@ -121,6 +123,7 @@ impl CgroupFeatures {
                 cpu: root.join("cpu").is_dir(),
                 cpuset: root.join("cpuset").is_dir(),
                 pids: root.join("pids").is_dir(),
+                kernel_memory_tcp: root.join("memory/memory.kmem.tcp.limit_in_bytes").exists(),
             },
         }
     }
@@ -133,6 +136,7 @@ impl CgroupFeatures {
             cpu: has("cpu"),
             cpuset: has("cpuset"),
             pids: has("pids"),
+            kernel_memory_tcp: false,
         }
     }
 

@@ -24,6 +24,9 @@ use crate::router::{MAX_API_VERSION, MIN_API_VERSION};
 /// The runtime containers get unless they ask for another: our shim over keel-runtime.
 pub const DEFAULT_RUNTIME: &str = "keel";
 
+/// The log driver containers get: Docker's json-file format.
+pub const DEFAULT_LOG_DRIVER: &str = "json-file";
+
 /// `GET|HEAD /_ping`: "OK", with the headers dockerd adds for clients that only ping
 /// (no caching by proxies, the builder to use, swarm state).
 pub fn ping(method: &Method) -> Response<Body> {
@@ -191,6 +194,7 @@ fn host_info(engine: &Engine) -> SystemInfo {
             log: Some(Vec::new()),
         }),
         memory_limit: Some(cgroups.memory),
+        kernel_memory_tcp: Some(cgroups.kernel_memory_tcp),
         swap_limit: Some(cgroups.memory),
         cpu_cfs_period: Some(cgroups.cpu),
         cpu_cfs_quota: Some(cgroups.cpu),
@@ -214,6 +218,7 @@ fn host_info(engine: &Engine) -> SystemInfo {
             "debug" | "trace"
         )),
         system_time: Some(humantime::format_rfc3339_nanos(SystemTime::now()).to_string()),
+        logging_driver: Some(DEFAULT_LOG_DRIVER.to_string()),
         cgroup_driver: Some(SystemInfoCgroupDriverEnum::CGROUPFS),
         cgroup_version: Some(if host.cgroup_version == "2" {
             SystemInfoCgroupVersionEnum::_2
