@@ -13,8 +13,13 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use keel_proto::containers::containers_client::ContainersClient;
 use keel_proto::containers::{Container, ListContainersRequest};
+use keel_proto::content::content_client::ContentClient;
+use keel_proto::content::ReadContentRequest;
 use keel_proto::images::images_client::ImagesClient;
-use keel_proto::images::{Image, ListImagesRequest};
+use keel_proto::images::{
+    CreateImageRequest, DeleteImageRequest, GetImageRequest, Image, ListImagesRequest,
+    UpdateImageRequest,
+};
 use keel_proto::task_types::Process;
 use keel_proto::tasks::tasks_client::TasksClient;
 use keel_proto::tasks::ListTasksRequest;
@@ -137,6 +142,85 @@ impl Containerd {
             .await
             .map_err(|status| call("images.list", status))?;
         Ok(reply.into_inner().images)
+    }
+
+    /// The image record named `name` (normalized), `NotFound` if none.
+    pub async fn image(&self, name: &str) -> Result<Image> {
+        let reply = ImagesClient::new(self.channel.clone())
+            .get(self.request(GetImageRequest {
+                name: name.to_string(),
+            }))
+            .await
+            .map_err(|status| call("images.get", status))?;
+        reply.into_inner().image.ok_or_else(|| {
+            call(
+                "images.get",
+                tonic::Status::not_found(format!("image {name:?} not found")),
+            )
+        })
+    }
+
+    /// Creates the image record, or replaces the one of the same name (a tag moves).
+    pub async fn put_image(&self, image: Image) -> Result<()> {
+        let mut client = ImagesClient::new(self.channel.clone());
+        let created = client
+            .create(self.request(CreateImageRequest {
+                image: Some(image.clone()),
+            }))
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(status) if status.code() == tonic::Code::AlreadyExists => client
+                .update(self.request(UpdateImageRequest {
+                    image: Some(image),
+                    ..Default::default()
+                }))
+                .await
+                .map(|_| ())
+                .map_err(|status| call("images.update", status)),
+            Err(status) => Err(call("images.create", status)),
+        }
+    }
+
+    /// Deletes the image record `name` (its content goes with garbage collection).
+    pub async fn delete_image(&self, name: &str) -> Result<()> {
+        ImagesClient::new(self.channel.clone())
+            .delete(self.request(DeleteImageRequest {
+                name: name.to_string(),
+                sync: false,
+            }))
+            .await
+            .map(|_| ())
+            .map_err(|status| call("images.delete", status))
+    }
+
+    /// The whole blob `digest` from the content store, refused past `max` bytes (manifests
+    /// and configs are small; a huge one is not an image's).
+    pub async fn read_blob(&self, digest: &str, max: usize) -> Result<Vec<u8>> {
+        let mut stream = ContentClient::new(self.channel.clone())
+            .read(self.request(ReadContentRequest {
+                digest: digest.to_string(),
+                offset: 0,
+                size: 0,
+            }))
+            .await
+            .map_err(|status| call("content.read", status))?
+            .into_inner();
+        let mut data = Vec::new();
+        while let Some(chunk) = stream
+            .message()
+            .await
+            .map_err(|status| call("content.read", status))?
+        {
+            if data.len() + chunk.data.len() > max {
+                return Err(call(
+                    "content.read",
+                    tonic::Status::out_of_range(format!("{digest} is larger than {max} bytes")),
+                ));
+            }
+            data.extend_from_slice(&chunk.data);
+        }
+        Ok(data)
     }
 
     /// `message` as a request in the engine's namespace, with the call timeout.

@@ -95,6 +95,56 @@ pub fn check_json_content_type(value: Option<&HeaderValue>) -> ApiResult<()> {
     }
 }
 
+/// The query string's parameters, percent-decoded (`+` is a space), later ones winning.
+pub fn query_params(query: Option<&str>) -> std::collections::HashMap<String, String> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key, true), percent_decode(value, true))
+        })
+        .collect()
+}
+
+/// Decodes `%XX` escapes (and `+` as a space in queries); invalid escapes stay as they are,
+/// invalid UTF-8 is replaced, so no input fails.
+pub fn percent_decode(text: &str, plus_is_space: bool) -> String {
+    let bytes = text.as_bytes();
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match bytes.get(i..i + 3) {
+            Some([b'%', h, l]) => hex(*h).zip(hex(*l)).map(|(h, l)| h * 16 + l),
+            _ => None,
+        };
+        if let Some(value) = escaped.and_then(|v| u8::try_from(v).ok()) {
+            out.push(value);
+            i += 3;
+            continue;
+        }
+        out.push(match bytes[i] {
+            b'+' if plus_is_space => b' ',
+            b => b,
+        });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A boolean query parameter as dockerd's `httputils.BoolValue` reads it: absent, empty,
+/// `0`, `no`, `false` and `none` are false, anything else true.
+pub fn bool_param(params: &std::collections::HashMap<String, String>, key: &str) -> bool {
+    params.get(key).is_some_and(|v| {
+        !matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "" | "0" | "no" | "false" | "none"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +169,30 @@ mod tests {
             assert_eq!(e.status(), StatusCode::BAD_REQUEST);
             assert!(e.to_string().starts_with("invalid JSON: "), "{e}");
         }
+    }
+
+    #[test]
+    fn queries_are_decoded() {
+        let q = query_params(Some(
+            "repo=127.0.0.1%3A5000%2Fa&tag=v1&force=1&x=a+b&bad=%zz%4",
+        ));
+        assert_eq!(q["repo"], "127.0.0.1:5000/a");
+        assert_eq!(q["tag"], "v1");
+        assert_eq!(q["x"], "a b");
+        assert_eq!(q["bad"], "%zz%4");
+        assert!(bool_param(&q, "force"));
+        assert!(!bool_param(&q, "noprune"));
+        assert!(query_params(None).is_empty());
+        assert_eq!(percent_decode("%ff%fe", false), "\u{fffd}\u{fffd}");
+    }
+
+    #[test]
+    fn dockerd_booleans() {
+        let q = query_params(Some("a=0&b=false&c=none&d=&e=true&f=yes"));
+        for key in ["a", "b", "c", "d", "missing"] {
+            assert!(!bool_param(&q, key), "{key}");
+        }
+        assert!(bool_param(&q, "e") && bool_param(&q, "f"));
     }
 
     #[test]

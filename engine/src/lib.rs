@@ -16,6 +16,8 @@ pub mod errors;
 pub mod handlers;
 pub mod host;
 pub mod http;
+pub mod images;
+pub mod reference;
 pub mod router;
 pub mod server;
 pub mod store;

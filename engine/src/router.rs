@@ -12,6 +12,7 @@ use std::cmp::Ordering;
 use hyper::Method;
 
 use crate::errors::{ApiError, ApiResult};
+use crate::http::percent_decode;
 
 /// The oldest API version the engine serves (dockerd's minimum).
 pub const MIN_API_VERSION: &str = "1.24";
@@ -28,6 +29,14 @@ pub enum Route {
     Version,
     /// `GET /info`.
     Info,
+    /// `GET /images/json`.
+    ImageList,
+    /// `GET /images/{name}/json`.
+    ImageInspect(String),
+    /// `DELETE /images/{name}`.
+    ImageDelete(String),
+    /// `POST /images/{name}/tag`.
+    ImageTag(String),
 }
 
 /// A resolved request: the route and the API version to answer in.
@@ -105,12 +114,39 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
 
 fn match_route(method: &Method, path: &str) -> Option<Route> {
     let get = method == Method::GET;
+    if let Some(rest) = path.strip_prefix("/images/") {
+        return match_image_route(method, rest);
+    }
     match path {
         "/_ping" if get || method == Method::HEAD => Some(Route::Ping),
         "/version" if get => Some(Route::Version),
         "/info" if get => Some(Route::Info),
         _ => None,
     }
+}
+
+/// `rest` is the path after `/images/`; names may hold slashes and are percent-decoded.
+fn match_image_route(method: &Method, rest: &str) -> Option<Route> {
+    let name = |n: &str| Some(percent_decode(n, false)).filter(|n| !n.is_empty());
+    if *method == Method::GET {
+        if rest == "json" {
+            return Some(Route::ImageList);
+        }
+        return rest
+            .strip_suffix("/json")
+            .and_then(name)
+            .map(Route::ImageInspect);
+    }
+    if *method == Method::POST {
+        return rest
+            .strip_suffix("/tag")
+            .and_then(name)
+            .map(Route::ImageTag);
+    }
+    if *method == Method::DELETE {
+        return name(rest).map(Route::ImageDelete);
+    }
+    None
 }
 
 #[cfg(test)]
@@ -131,6 +167,39 @@ mod tests {
         assert_eq!(ok(Method::HEAD, "/_ping").route, Route::Ping);
         assert_eq!(ok(Method::GET, "/v1.47/version").route, Route::Version);
         assert_eq!(ok(Method::GET, "/v1.24/info").route, Route::Info);
+    }
+
+    #[test]
+    fn image_routes_take_names_with_slashes() {
+        assert_eq!(
+            ok(Method::GET, "/v1.47/images/json").route,
+            Route::ImageList
+        );
+        assert_eq!(
+            ok(Method::GET, "/images/127.0.0.1:5000/a/b:v1/json").route,
+            Route::ImageInspect("127.0.0.1:5000/a/b:v1".into())
+        );
+        assert_eq!(
+            ok(Method::DELETE, "/images/busybox%3Alatest").route,
+            Route::ImageDelete("busybox:latest".into())
+        );
+        assert_eq!(
+            ok(Method::POST, "/images/sha256:abc/tag").route,
+            Route::ImageTag("sha256:abc".into())
+        );
+        for (method, path) in [
+            (Method::GET, "/images//json"),
+            (Method::GET, "/images/"),
+            (Method::DELETE, "/images/"),
+            (Method::POST, "/images/x"),
+            (Method::PUT, "/images/x/tag"),
+        ] {
+            assert_eq!(
+                resolve(&method, path).unwrap_err(),
+                ApiError::page_not_found(),
+                "{method} {path}"
+            );
+        }
     }
 
     #[test]

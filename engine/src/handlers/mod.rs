@@ -1,6 +1,7 @@
 //! One module per group of API routes, as dockerd's routers are: [`system`] for `/_ping`,
-//! `/version` and `/info`. [`dispatch`] is the only place a [`Route`] meets its handler.
+//! `/version` and `/info`, [`images`] for the image routes. [`dispatch`] is the only place a [`Route`] meets its handler.
 
+pub mod images;
 pub mod system;
 
 use hyper::body::Incoming;
@@ -8,7 +9,7 @@ use hyper::{Request, Response};
 
 use crate::engine::Engine;
 use crate::errors::ApiResult;
-use crate::http::Body;
+use crate::http::{self, Body};
 use crate::router::{Route, Routed};
 
 /// Runs the handler of `routed.route`.
@@ -17,9 +18,14 @@ pub async fn dispatch(
     routed: &Routed,
     request: Request<Incoming>,
 ) -> ApiResult<Response<Body>> {
-    match routed.route {
+    let params = http::query_params(request.uri().query());
+    match &routed.route {
         Route::Ping => Ok(system::ping(request.method())),
         Route::Version => system::version(engine).await,
         Route::Info => system::info(engine).await,
+        Route::ImageList => images::list(engine, &params).await,
+        Route::ImageInspect(name) => images::inspect(engine, name).await,
+        Route::ImageDelete(name) => images::delete(engine, name, &params).await,
+        Route::ImageTag(name) => images::tag(engine, name, &params).await,
     }
 }

@@ -1,0 +1,233 @@
+//! keeld's image routes driven by the real `docker` CLI: `docker images`, `image inspect`,
+//! `tag` and `rmi` on images that `ctr` pulled into the namespace `keel` from the local
+//! registry fixture (keeld does not pull yet), with what containerd then holds checked through
+//! `ctr`; and the errors dockerd gives for a missing image, a bad tag and an image in use.
+
+use anyhow::{ensure, Context, Result};
+use keel_integration_tests::image_builder::{self, Tag};
+use keel_integration_tests::peers::keeld::{docker_cli, Keeld};
+use keel_integration_tests::peers::registry::Registry;
+use keel_integration_tests::{require_root, unique_id};
+
+/// keeld with the built busybox pushed as `oci` (a manifest) and `multi` (an index whose
+/// amd64 entry is the same manifest) and pulled by ctr: one image, two tags.
+struct Setup {
+    keeld: Keeld,
+    oci: String,
+    multi: String,
+    diff_id: String,
+    _registry: Registry,
+}
+
+fn setup() -> Result<Option<Setup>> {
+    if docker_cli().is_none() {
+        eprintln!("SKIPPED: no docker CLI on PATH");
+        return Ok(None);
+    }
+    if let Err(why) = image_builder::skopeo_available() {
+        eprintln!("SKIPPED: {why}");
+        return Ok(None);
+    }
+    let registry = match Registry::start()? {
+        keel_integration_tests::peers::Peer::Ready(r) => r,
+        keel_integration_tests::peers::Peer::Unavailable(why) => {
+            eprintln!("SKIPPED: {why}");
+            return Ok(None);
+        }
+    };
+    let keeld = Keeld::start()?;
+    let layout = image_builder::build(&keeld.dir().join("layout"))?;
+    let repo = unique_id("busybox");
+    let oci = registry.reference(&repo, "oci");
+    let multi = registry.reference(&repo, "multi");
+    for (tag, reference) in [(Tag::OciGzip, &oci), (Tag::Multi, &multi)] {
+        image_builder::push(&layout, tag, reference)?;
+        keeld
+            .ctr(&["images", "pull", "--plain-http", reference])?
+            .ok(&format!("ctr images pull {reference}"))?;
+    }
+    Ok(Some(Setup {
+        keeld,
+        oci,
+        multi,
+        diff_id: layout.diff_id.clone(),
+        _registry: registry,
+    }))
+}
+
+/// `docker images` rows as `repo:tag id`, sorted.
+fn image_rows(keeld: &Keeld) -> Result<Vec<String>> {
+    let out = keeld
+        .docker(&[
+            "images",
+            "--no-trunc",
+            "--format",
+            "{{.Repository}}:{{.Tag}} {{.ID}}",
+        ])?
+        .ok("docker images")?;
+    let mut rows: Vec<String> = out.stdout.lines().map(str::to_string).collect();
+    rows.sort();
+    Ok(rows)
+}
+
+fn ctr_image_names(keeld: &Keeld) -> Result<Vec<String>> {
+    let out = keeld.ctr(&["images", "ls", "-q"])?.ok("ctr images ls")?;
+    Ok(out.stdout.lines().map(str::to_string).collect())
+}
+
+#[test]
+fn images_lists_inspects_tags_and_removes() -> Result<()> {
+    require_root!();
+    let Some(s) = setup()? else {
+        return Ok(());
+    };
+    let keeld = &s.keeld;
+    let rows = image_rows(keeld)?;
+    eprintln!("docker images:\n{}", rows.join("\n"));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let id = rows[0]
+        .split_whitespace()
+        .nth(1)
+        .context("an ID")?
+        .to_string();
+    ensure!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    assert_eq!(
+        rows,
+        vec![format!("{} {id}", s.multi), format!("{} {id}", s.oci)]
+    );
+
+    let format = "{{.Id}}|{{.Os}}|{{.Architecture}}|{{json .RootFS.Layers}}|{{len .RepoTags}}|{{json .Config.Cmd}}";
+    let out = keeld
+        .docker(&["image", "inspect", "--format", format, &s.oci])?
+        .ok("docker image inspect")?;
+    assert_eq!(
+        out.stdout.trim(),
+        format!("{id}|linux|amd64|[\"{}\"]|2|[\"/bin/sh\"]", s.diff_id)
+    );
+    // By ID prefix, as the CLI shows it.
+    let short = &id["sha256:".len().."sha256:".len() + 12];
+    let out = keeld
+        .docker(&["image", "inspect", "--format", "{{.Id}}", short])?
+        .ok("docker image inspect <short id>")?;
+    assert_eq!(out.stdout.trim(), id);
+
+    let mine = format!("{}:v1", unique_id("mine"));
+    keeld.docker(&["tag", &s.oci, &mine])?.ok("docker tag")?;
+    let names = ctr_image_names(keeld)?;
+    ensure!(
+        names.contains(&format!("docker.io/library/{mine}")),
+        "ctr sees the new tag: {names:?}"
+    );
+    let out = keeld
+        .docker(&[
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            mine.split(':').next().unwrap_or(""),
+        ])?
+        .ok("docker images REPO")?;
+    assert_eq!(out.stdout.trim(), mine);
+
+    let out = keeld.docker(&["rmi", short])?;
+    assert_eq!(out.status, 1, "{out:?}");
+    ensure!(
+        out.stderr.contains(&format!(
+            "conflict: unable to delete {short} (must be forced) - image is referenced in multiple repositories"
+        )),
+        "{}",
+        out.stderr
+    );
+    let out = keeld.docker(&["rmi", &mine])?.ok("docker rmi TAG")?;
+    assert_eq!(out.stdout.trim(), format!("Untagged: {mine}"));
+    ensure!(!ctr_image_names(keeld)?.iter().any(|n| n.ends_with(&mine)));
+
+    let out = keeld
+        .docker(&["rmi", "-f", short])?
+        .ok("docker rmi -f ID")?;
+    eprintln!("docker rmi -f:\n{}", out.stdout);
+    ensure!(
+        out.stdout.contains(&format!("Untagged: {}", s.oci)),
+        "{}",
+        out.stdout
+    );
+    ensure!(
+        out.stdout.contains(&format!("Untagged: {}", s.multi)),
+        "{}",
+        out.stdout
+    );
+    ensure!(
+        out.stdout.contains(&format!("Deleted: {id}")),
+        "{}",
+        out.stdout
+    );
+    assert!(image_rows(keeld)?.is_empty());
+    assert!(ctr_image_names(keeld)?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn image_errors_are_dockerds() -> Result<()> {
+    require_root!();
+    let Some(s) = setup()? else {
+        return Ok(());
+    };
+    let keeld = &s.keeld;
+    let missing = unique_id("missing");
+    let out = keeld.docker(&["image", "inspect", &missing])?;
+    assert_eq!(out.status, 1);
+    ensure!(
+        out.stderr.contains(&format!("No such image: {missing}")),
+        "{}",
+        out.stderr
+    );
+    let out = keeld.docker(&["rmi", &missing])?;
+    assert_eq!(out.status, 1);
+    ensure!(
+        out.stderr
+            .contains(&format!("No such image: {missing}:latest")),
+        "{}",
+        out.stderr
+    );
+    let r = keeld.request("DELETE", &format!("/v1.49/images/{missing}"), &[], b"")?;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.json()?["message"],
+        format!("No such image: {missing}:latest")
+    );
+    // The CLI checks tags itself; the API must too.
+    let r = keeld.request("POST", &format!("/images/{}/tag?repo=Bad", s.oci), &[], b"")?;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()?["message"],
+        "invalid reference format: repository name (library/Bad) must be lowercase"
+    );
+    let r = keeld.request(
+        "GET",
+        "/images/json?filters=%7B%22color%22%3A%7B%22red%22%3Atrue%7D%7D",
+        &[],
+        b"",
+    )?;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()?["message"], "invalid filter 'color'");
+    // An image a container was made from is kept unless forced.
+    let container = unique_id("uses");
+    keeld
+        .ctr(&["containers", "create", &s.oci, &container, "true"])?
+        .ok("ctr containers create")?;
+    let out = keeld.docker(&["rmi", &s.oci])?;
+    assert_eq!(out.status, 1);
+    ensure!(
+        out.stderr.contains(&format!(
+            "container {} is using its referenced image",
+            &container[..12.min(container.len())]
+        )),
+        "{}",
+        out.stderr
+    );
+    keeld
+        .docker(&["rmi", "-f", &s.oci])?
+        .ok("docker rmi -f TAG")?;
+    let rows = image_rows(keeld)?;
+    assert_eq!(rows.len(), 1, "the other tag stays: {rows:?}");
+    Ok(())
+}
