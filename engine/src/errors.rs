@@ -15,6 +15,9 @@ pub enum ApiError {
     /// The request itself is wrong (parameters, body, API version): 400.
     #[error("{0}")]
     InvalidParameter(String),
+    /// Credentials were refused: 401.
+    #[error("{0}")]
+    Unauthorized(String),
     /// The request conflicts with the current state (a name in use, an image in use): 409.
     #[error("{0}")]
     Conflict(String),
@@ -49,6 +52,7 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::InvalidParameter(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
@@ -86,6 +90,19 @@ impl From<crate::containerd::ContainerdError> for ApiError {
     }
 }
 
+impl From<crate::registry_login::LoginError> for ApiError {
+    fn from(e: crate::registry_login::LoginError) -> Self {
+        use crate::registry_login::LoginError as E;
+        let message = e.to_string();
+        match e {
+            E::Denied { .. } => ApiError::Unauthorized(message),
+            E::Address(_) => ApiError::InvalidParameter(message),
+            E::Unsupported(_) => ApiError::NotImplemented(message),
+            E::Transport { .. } => ApiError::Internal(message),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +112,7 @@ mod tests {
         let cases = [
             (ApiError::NotFound("x".into()), 404),
             (ApiError::InvalidParameter("x".into()), 400),
+            (ApiError::Unauthorized("x".into()), 401),
             (ApiError::Conflict("x".into()), 409),
             (ApiError::Unavailable("x".into()), 503),
             (ApiError::NotImplemented("x".into()), 501),

@@ -18,6 +18,7 @@ pub mod host;
 pub mod http;
 pub mod images;
 pub mod reference;
+pub mod registry_login;
 pub mod router;
 pub mod server;
 pub mod store;

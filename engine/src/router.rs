@@ -29,6 +29,8 @@ pub enum Route {
     Version,
     /// `GET /info`.
     Info,
+    /// `POST /auth`.
+    Auth,
     /// `GET /images/json`.
     ImageList,
     /// `GET /images/{name}/json`.
@@ -121,6 +123,7 @@ fn match_route(method: &Method, path: &str) -> Option<Route> {
         "/_ping" if get || method == Method::HEAD => Some(Route::Ping),
         "/version" if get => Some(Route::Version),
         "/info" if get => Some(Route::Info),
+        "/auth" if method == Method::POST => Some(Route::Auth),
         _ => None,
     }
 }
@@ -167,6 +170,7 @@ mod tests {
         assert_eq!(ok(Method::HEAD, "/_ping").route, Route::Ping);
         assert_eq!(ok(Method::GET, "/v1.47/version").route, Route::Version);
         assert_eq!(ok(Method::GET, "/v1.24/info").route, Route::Info);
+        assert_eq!(ok(Method::POST, "/v1.49/auth").route, Route::Auth);
     }
 
     #[test]
@@ -214,6 +218,7 @@ mod tests {
             (Method::GET, "/nope"),
             (Method::GET, "/v1.47/nope"),
             (Method::POST, "/info"),
+            (Method::GET, "/auth"),
             (Method::HEAD, "/version"),
             (Method::GET, "/v1.47"),
             (Method::GET, "/v/_ping"),

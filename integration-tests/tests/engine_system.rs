@@ -295,6 +295,55 @@ fn bad_requests_get_dockers_status_and_message() -> Result<()> {
 }
 
 #[test]
+fn json_bodies_are_checked_as_dockerd_checks_them() -> Result<()> {
+    require_root!();
+    let keeld = Keeld::start()?;
+    let json = [("Content-Type", "application/json")];
+    let r = keeld.request("POST", "/v1.49/auth", &json, b"{\"username\": ")?;
+    assert_eq!(r.status, 400);
+    let message = r.json()?["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    ensure!(message.starts_with("invalid JSON: "), "{message}");
+    let r = keeld.request("POST", "/auth", &json, b"[1, 2]")?;
+    assert_eq!(r.status, 400);
+    let r = keeld.request("POST", "/auth", &[("Content-Type", "text/plain")], b"{}")?;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()?["message"],
+        "unsupported Content-Type header (text/plain): must be 'application/json'"
+    );
+    let body = br#"{"username":"u","password":"p","serveraddress":"registry.example.com"}"#;
+    let r = keeld.request("POST", "/auth", &json, body)?;
+    assert_eq!(r.status, 501, "{}", r.body);
+    assert_eq!(keeld.request("GET", "/_ping", &[], b"")?.status, 200);
+    Ok(())
+}
+
+#[test]
+fn docker_login_checks_the_registry() -> Result<()> {
+    require_root!();
+    require!(docker_cli().is_some(), "no docker CLI on PATH");
+    let registry = require_peer!(Registry::start());
+    let keeld = Keeld::start()?;
+    let out = keeld
+        .docker(&["login", &registry.host(), "-u", "keel", "-p", "secret"])?
+        .ok("docker login")?;
+    ensure!(out.stdout.contains("Login Succeeded"), "{}", out.stdout);
+    let out = keeld.docker(&["login", "127.0.0.1:1", "-u", "keel", "-p", "secret"])?;
+    eprintln!("{}", out.stderr);
+    assert_ne!(out.status, 0);
+    ensure!(
+        out.stderr
+            .contains("Get \"http://127.0.0.1:1/v2/\": Connection refused"),
+        "{}",
+        out.stderr
+    );
+    Ok(())
+}
+
+#[test]
 fn socket_is_0660_and_a_killed_keeld_comes_back_on_its_supervisor() -> Result<()> {
     require_root!();
     let mut keeld = Keeld::start()?;

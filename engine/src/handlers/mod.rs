@@ -1,5 +1,5 @@
 //! One module per group of API routes, as dockerd's routers are: [`system`] for `/_ping`,
-//! `/version` and `/info`, [`images`] for the image routes. [`dispatch`] is the only place a [`Route`] meets its handler.
+//! `/version`, `/info` and `/auth`, [`images`] for the image routes. [`dispatch`] is the only place a [`Route`] meets its handler.
 
 pub mod images;
 pub mod system;
@@ -23,6 +23,7 @@ pub async fn dispatch(
         Route::Ping => Ok(system::ping(request.method())),
         Route::Version => system::version(engine).await,
         Route::Info => system::info(engine).await,
+        Route::Auth => system::auth(http::read_json(request).await?).await,
         Route::ImageList => images::list(engine, &params).await,
         Route::ImageInspect(name) => images::inspect(engine, name).await,
         Route::ImageDelete(name) => images::delete(engine, name, &params).await,

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use bollard_stubs::models::{
-    Commit, ContainerdInfo, ContainerdInfoNamespaces, IndexInfo, LocalNodeState, PluginsInfo,
-    RegistryServiceConfig, Runtime, SwarmInfo, SystemInfo, SystemInfoCgroupDriverEnum,
-    SystemInfoCgroupVersionEnum, SystemVersion, SystemVersionComponents, SystemVersionPlatform,
+    AuthConfig, Commit, ContainerdInfo, ContainerdInfoNamespaces, IndexInfo, LocalNodeState,
+    PluginsInfo, RegistryServiceConfig, Runtime, SwarmInfo, SystemAuthResponse, SystemInfo,
+    SystemInfoCgroupDriverEnum, SystemInfoCgroupVersionEnum, SystemVersion,
+    SystemVersionComponents, SystemVersionPlatform,
 };
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, PRAGMA};
 use hyper::{Method, Response, StatusCode};
@@ -173,6 +174,26 @@ pub async fn info(engine: &Engine) -> ApiResult<Response<Body>> {
     info.nfd = Some(open_fds());
     info.n_goroutines = Some(alive_tasks());
     http::json(StatusCode::OK, &info)
+}
+
+/// `POST /auth`: checks the credentials against the registry (see
+/// [`crate::registry_login`]); the CLI stores them itself.
+pub async fn auth(config: AuthConfig) -> ApiResult<Response<Body>> {
+    let server = config
+        .serveraddress
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "https://index.docker.io/v1/".to_string());
+    crate::registry_login::login(
+        &server,
+        config.username.as_deref().unwrap_or(""),
+        config.password.as_deref().unwrap_or(""),
+    )
+    .await?;
+    let body = SystemAuthResponse {
+        status: "Login Succeeded".to_string(),
+        identity_token: Some(String::new()),
+    };
+    http::json(StatusCode::OK, &body)
 }
 
 /// The parts of /info that come from the host and the engine's configuration.
