@@ -1,5 +1,6 @@
 //! keeld's settings: one clap struct ([`Cli`]) whose flags are also `KEEL_*` env vars, and a
-//! JSON file (`--config`) with the same keys (`data-root`, `host`, `containerd`, `log-level`),
+//! JSON file (`--config`) with the same keys (`data-root`, `host`, `containerd`,
+//! `containerd-namespace`, `log-level`),
 //! as dockerd's `daemon.json` does. Flags and env win over the file, the file over the defaults;
 //! everything is validated here, before the daemon touches the disk.
 
@@ -14,6 +15,8 @@ pub const DEFAULT_DATA_ROOT: &str = "/var/lib/keel/engine";
 pub const DEFAULT_HOST: &str = "unix:///run/keel/keel.sock";
 /// The supervisor's gRPC socket (keel-containerd's default address).
 pub const DEFAULT_CONTAINERD: &str = "/run/keel/containerd/containerd.sock";
+/// The containerd namespace of the engine's containers and images.
+pub const DEFAULT_CONTAINERD_NAMESPACE: &str = "keel";
 /// The log level when none is given.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -36,6 +39,10 @@ pub struct Cli {
     /// [default: /run/keel/containerd/containerd.sock].
     #[arg(long, env = "KEEL_CONTAINERD")]
     pub containerd: Option<PathBuf>,
+    /// The containerd namespace of the engine's containers and images, as dockerd's
+    /// --containerd-namespace [default: keel].
+    #[arg(long, env = "KEEL_CONTAINERD_NAMESPACE")]
+    pub containerd_namespace: Option<String>,
     /// error, warn, info, debug or trace [default: info].
     #[arg(short = 'l', long, env = "KEEL_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -50,6 +57,8 @@ pub struct Config {
     pub socket: PathBuf,
     /// The supervisor's gRPC socket.
     pub containerd: PathBuf,
+    /// The containerd namespace the engine works in.
+    pub containerd_namespace: String,
     /// One of error, warn, info, debug, trace.
     pub log_level: String,
 }
@@ -72,6 +81,9 @@ pub enum ConfigError {
     /// `--host` is not a `unix://` address.
     #[error("--host {0:?}: only unix:///absolute/path sockets are supported")]
     Host(String),
+    /// Not a containerd namespace name.
+    #[error("--containerd-namespace {0:?}: expected letters, digits, '.', '_' and '-', starting with a letter or digit, at most 76 characters")]
+    Namespace(String),
     /// Unknown log level.
     #[error("--log-level {0:?}: expected error, warn, info, debug or trace")]
     LogLevel(String),
@@ -87,6 +99,7 @@ struct FileConfig {
     data_root: Option<PathBuf>,
     host: Option<String>,
     containerd: Option<PathBuf>,
+    containerd_namespace: Option<String>,
     log_level: Option<String>,
 }
 
@@ -112,6 +125,11 @@ impl Config {
             .clone()
             .or(file.containerd)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTAINERD));
+        let namespace = cli
+            .containerd_namespace
+            .clone()
+            .or(file.containerd_namespace)
+            .unwrap_or_else(|| DEFAULT_CONTAINERD_NAMESPACE.to_string());
         let log_level = cli
             .log_level
             .clone()
@@ -121,6 +139,7 @@ impl Config {
             data_root: absolute("--data-root", data_root)?,
             socket: parse_host(&host)?,
             containerd: absolute("--containerd", containerd)?,
+            containerd_namespace: parse_namespace(namespace)?,
             log_level: parse_level(&log_level)?,
         })
     }
@@ -146,6 +165,21 @@ pub fn parse_host(host: &str) -> Result<PathBuf, ConfigError> {
         return Err(ConfigError::Host(host.to_string()));
     }
     Ok(PathBuf::from(path))
+}
+
+/// containerd's identifier rules: `[A-Za-z0-9]` then `[A-Za-z0-9_.-]`, at most 76 bytes.
+fn parse_namespace(namespace: String) -> Result<String, ConfigError> {
+    let bytes = namespace.as_bytes();
+    let valid = bytes.len() <= 76
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if valid {
+        Ok(namespace)
+    } else {
+        Err(ConfigError::Namespace(namespace))
+    }
 }
 
 fn parse_level(level: &str) -> Result<String, ConfigError> {
@@ -189,6 +223,17 @@ mod tests {
             PathBuf::from("/run/keel/containerd/containerd.sock")
         );
         assert_eq!(config.log_level, "info");
+        assert_eq!(config.containerd_namespace, "keel");
+    }
+
+    #[test]
+    fn namespaces_follow_containerds_rules() {
+        let config = Config::load(&cli(&["--containerd-namespace", "keel-it.1_x"])).unwrap();
+        assert_eq!(config.containerd_namespace, "keel-it.1_x");
+        for bad in ["", "-x", "a b", "a/b", &"n".repeat(77)] {
+            let err = Config::load(&cli(&["--containerd-namespace", bad])).unwrap_err();
+            assert!(matches!(err, ConfigError::Namespace(_)), "{bad:?}: {err}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The engine as a containerd client: one tonic channel over the supervisor's unix socket, every
-//! call made in the containerd namespace [`NAMESPACE`] (the `containerd-namespace` gRPC header,
-//! as containerd's own clients send it), and a typed wrapper ([`Containerd`]) with one method per
+//! call made in the engine's containerd namespace (`--containerd-namespace`, [`NAMESPACE`] by
+//! default; the `containerd-namespace` gRPC header, as containerd's own clients send it), and a typed wrapper ([`Containerd`]) with one method per
 //! call the engine makes, so handlers never build gRPC requests themselves.
 //!
 //! The channel is lazy and reconnects by itself: a supervisor restarted under a running engine
@@ -28,7 +28,7 @@ use keel_proto::NAMESPACE_METADATA_KEY;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
-/// The containerd namespace the engine's containers and images live in (dockerd's is `moby`).
+/// The default containerd namespace of the engine's containers and images (dockerd's is `moby`).
 pub const NAMESPACE: &str = "keel";
 
 /// How long one call may take before the engine gives up on the supervisor.
@@ -47,6 +47,9 @@ pub enum ContainerdError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The namespace cannot be sent as gRPC metadata (config validation prevents this).
+    #[error("containerd namespace {0:?} is not valid metadata")]
+    Namespace(String),
     /// The supervisor answered with an error; its gRPC code is kept for the API's status.
     #[error("containerd {what}: {}", status.message())]
     Call {
@@ -72,19 +75,22 @@ pub struct SupervisorVersion {
 pub struct Containerd {
     channel: Channel,
     address: PathBuf,
+    namespace: MetadataValue<tonic::metadata::Ascii>,
 }
 
 impl Containerd {
-    /// A client for the socket at `address`; connects on first use.
-    pub fn lazy(address: &Path) -> Result<Self> {
+    /// A client for the socket at `address` in `namespace`; connects on first use.
+    pub fn lazy(address: &Path, namespace: &str) -> Result<Self> {
         let channel = endpoint()?.connect_with_connector_lazy(connector(address));
         Ok(Self {
             channel,
             address: address.to_path_buf(),
+            namespace: metadata(namespace)?,
         })
     }
 
-    /// A client for the socket at `address`, connected now: fails if nothing answers.
+    /// A client for the socket at `address` (in the default namespace), connected now: fails
+    /// if nothing answers.
     pub async fn connect(address: &Path) -> Result<Self> {
         let channel = endpoint()?
             .connect_with_connector(connector(address))
@@ -96,6 +102,7 @@ impl Containerd {
         Ok(Self {
             channel,
             address: address.to_path_buf(),
+            namespace: MetadataValue::from_static(NAMESPACE),
         })
     }
 
@@ -227,12 +234,16 @@ impl Containerd {
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         request.set_timeout(CALL_TIMEOUT);
-        request.metadata_mut().insert(
-            NAMESPACE_METADATA_KEY,
-            MetadataValue::from_static(NAMESPACE),
-        );
+        request
+            .metadata_mut()
+            .insert(NAMESPACE_METADATA_KEY, self.namespace.clone());
         request
     }
+}
+
+fn metadata(namespace: &str) -> Result<MetadataValue<tonic::metadata::Ascii>> {
+    MetadataValue::try_from(namespace)
+        .map_err(|_| ContainerdError::Namespace(namespace.to_string()))
 }
 
 fn call(what: &'static str, status: tonic::Status) -> ContainerdError {

@@ -68,7 +68,7 @@ impl Serving {
 }
 
 async fn prepare(config: Config, store: Store, id: String) -> Result<Serving, DaemonError> {
-    let containerd = Containerd::lazy(&config.containerd)?;
+    let containerd = Containerd::lazy(&config.containerd, &config.containerd_namespace)?;
     let listener = server::bind(&config.socket).await?;
     let engine = Engine {
         config,

@@ -85,7 +85,7 @@ impl From<crate::containerd::ContainerdError> for ApiError {
                 Code::Unimplemented => ApiError::NotImplemented(message),
                 _ => ApiError::Internal(message),
             },
-            E::Endpoint(_) => ApiError::Internal(message),
+            E::Endpoint(_) | E::Namespace(_) => ApiError::Internal(message),
         }
     }
 }

@@ -2,11 +2,14 @@
 //! `tag` and `rmi` on images that `ctr` pulled into the namespace `keel` from the local
 //! registry fixture (keeld does not pull yet), with what containerd then holds checked through
 //! `ctr`; and the errors dockerd gives for a missing image, a bad tag and an image in use.
+//! The same on a real containerd 1.6 under keeld.
 
 use anyhow::{ensure, Context, Result};
 use keel_integration_tests::image_builder::{self, Tag};
+use keel_integration_tests::peers::containerd::Containerd;
 use keel_integration_tests::peers::keeld::{docker_cli, Keeld};
 use keel_integration_tests::peers::registry::Registry;
+use keel_integration_tests::peers::Peer;
 use keel_integration_tests::{require_root, unique_id};
 
 /// keeld with the built busybox pushed as `oci` (a manifest) and `multi` (an index whose
@@ -19,7 +22,7 @@ struct Setup {
     _registry: Registry,
 }
 
-fn setup() -> Result<Option<Setup>> {
+fn setup(supervisor: Option<&Containerd>) -> Result<Option<Setup>> {
     if docker_cli().is_none() {
         eprintln!("SKIPPED: no docker CLI on PATH");
         return Ok(None);
@@ -29,13 +32,16 @@ fn setup() -> Result<Option<Setup>> {
         return Ok(None);
     }
     let registry = match Registry::start()? {
-        keel_integration_tests::peers::Peer::Ready(r) => r,
-        keel_integration_tests::peers::Peer::Unavailable(why) => {
+        Peer::Ready(r) => r,
+        Peer::Unavailable(why) => {
             eprintln!("SKIPPED: {why}");
             return Ok(None);
         }
     };
-    let keeld = Keeld::start()?;
+    let keeld = match supervisor {
+        Some(ctrd) => Keeld::start_on(&ctrd.address())?,
+        None => Keeld::start()?,
+    };
     let layout = image_builder::build(&keeld.dir().join("layout"))?;
     let repo = unique_id("busybox");
     let oci = registry.reference(&repo, "oci");
@@ -78,9 +84,29 @@ fn ctr_image_names(keeld: &Keeld) -> Result<Vec<String>> {
 #[test]
 fn images_lists_inspects_tags_and_removes() -> Result<()> {
     require_root!();
-    let Some(s) = setup()? else {
+    let Some(s) = setup(None)? else {
         return Ok(());
     };
+    list_inspect_tag_remove(&s)
+}
+
+#[test]
+fn images_on_a_real_containerd() -> Result<()> {
+    require_root!();
+    let ctrd = match Containerd::start()? {
+        Peer::Ready(ctrd) => ctrd,
+        Peer::Unavailable(why) => {
+            eprintln!("SKIPPED: {why}");
+            return Ok(());
+        }
+    };
+    let Some(s) = setup(Some(&ctrd))? else {
+        return Ok(());
+    };
+    list_inspect_tag_remove(&s)
+}
+
+fn list_inspect_tag_remove(s: &Setup) -> Result<()> {
     let keeld = &s.keeld;
     let rows = image_rows(keeld)?;
     eprintln!("docker images:\n{}", rows.join("\n"));
@@ -168,7 +194,7 @@ fn images_lists_inspects_tags_and_removes() -> Result<()> {
 #[test]
 fn image_errors_are_dockerds() -> Result<()> {
     require_root!();
-    let Some(s) = setup()? else {
+    let Some(s) = setup(None)? else {
         return Ok(());
     };
     let keeld = &s.keeld;

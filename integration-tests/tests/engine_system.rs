@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use keel_integration_tests::binary;
 use keel_integration_tests::image_builder::{self, Tag};
+use keel_integration_tests::peers::containerd::Containerd;
 use keel_integration_tests::peers::dockerd::Dockerd;
 use keel_integration_tests::peers::keeld::{docker_cli, raw_exchange, Keeld};
 use keel_integration_tests::peers::process;
@@ -114,7 +115,10 @@ fn docker_info_reports_the_host() -> Result<()> {
         info["Containerd"]["Address"],
         keeld.containerd_socket().display().to_string()
     );
-    assert_eq!(info["Containerd"]["Namespaces"]["Containers"], "keel");
+    assert_eq!(
+        info["Containerd"]["Namespaces"]["Containers"],
+        keeld.namespace()
+    );
     ensure!(
         info.get("ServerErrors").is_none(),
         "server errors: {}",
@@ -402,6 +406,50 @@ fn sigterm_stops_keeld_and_the_supervisor_it_started() -> Result<()> {
     let log = std::fs::read_to_string(keeld.log())?;
     ensure!(log.contains("keel-containerd stopped"), "{log}");
     keeld.stop();
+    Ok(())
+}
+
+/// keeld on Debian's containerd 1.6 (given its socket): it starts no supervisor of its own,
+/// and the docker CLI shows the real containerd underneath.
+#[test]
+fn keeld_runs_on_a_real_containerd() -> Result<()> {
+    require_root!();
+    require!(docker_cli().is_some(), "no docker CLI on PATH");
+    let ctrd = require_peer!(Containerd::start());
+    let keeld = Keeld::start_on(&ctrd.address())?;
+    let log = std::fs::read_to_string(keeld.log())?;
+    ensure!(log.contains("using the running supervisor"), "{log}");
+    ensure!(!log.contains("starting keel-containerd"), "{log}");
+    let out = keeld
+        .docker(&[
+            "version",
+            "--format",
+            "{{range .Server.Components}}{{.Name}}={{.Version}} {{end}}",
+        ])?
+        .ok("docker version")?;
+    let theirs = ctrd
+        .ctr(&["version"])?
+        .ok("ctr version")?
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Server:"))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Version:")
+                .map(|v| v.trim().to_string())
+        })
+        .context("containerd's version in ctr version")?;
+    ensure!(
+        out.stdout.contains(&format!("containerd={theirs}")),
+        "{} (containerd says {theirs})",
+        out.stdout
+    );
+    let info = docker_info(&keeld)?;
+    assert_eq!(
+        info["Containerd"]["Address"],
+        ctrd.address().display().to_string()
+    );
+    assert_eq!(info["Containers"], 0);
     Ok(())
 }
 

@@ -16,7 +16,6 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, PRAGMA};
 use hyper::{Method, Response, StatusCode};
 use keel_proto::task_types::Status as TaskStatus;
 
-use crate::containerd::NAMESPACE;
 use crate::engine::{Engine, ENGINE_VERSION};
 use crate::errors::ApiResult;
 use crate::http::{self, Body};
@@ -276,8 +275,8 @@ fn host_info(engine: &Engine) -> SystemInfo {
         containerd: Some(ContainerdInfo {
             address: Some(engine.containerd.address().display().to_string()),
             namespaces: Some(ContainerdInfoNamespaces {
-                containers: Some(NAMESPACE.to_string()),
-                plugins: Some(format!("plugins.{NAMESPACE}")),
+                containers: Some(engine.config.containerd_namespace.clone()),
+                plugins: Some(format!("plugins.{}", engine.config.containerd_namespace)),
             }),
         }),
         ..Default::default()

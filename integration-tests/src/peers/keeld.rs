@@ -1,7 +1,10 @@
 //! keeld, our engine, run hermetically by a test: its own temp dir holds the data root, the API
 //! socket (`keel.sock`), the supervisor's socket (`containerd/containerd.sock`) and the shims'
 //! state (`KEEL_SHIM_STATE_DIR`), so nothing answers there at start and keeld starts its own
-//! keel-containerd (found next to keeld in cargo's target dir, where [`binary`] builds both).
+//! keel-containerd (found next to keeld in cargo's target dir, where [`binary`] builds both);
+//! or, with [`Keeld::start_on`], it uses a supervisor the test started (a real containerd).
+//! Each keeld works in a containerd namespace of its own (`--containerd-namespace`), so the
+//! cgroups `ctr run` makes (`/<namespace>/<id>`) are the test's alone.
 //! Driven with the real `docker` CLI ([`Keeld::docker`], `DOCKER_HOST=unix://<socket>` and a
 //! CLI config of its own) and with raw HTTP/1.1 on the socket ([`Keeld::request`]).
 //!
@@ -24,10 +27,7 @@ use super::find_binary;
 use super::keel_shim::STATE_DIR_ENV;
 use super::outcome::{self, Outcome, CLIENT_TIMEOUT};
 use super::process::{self, Daemon};
-use crate::{binary, host};
-
-/// The containerd namespace keeld keeps its containers and images in.
-pub const NAMESPACE: &str = "keel";
+use crate::{binary, host, unique_id};
 
 /// How long keeld (and the keel-containerd it starts) may take to answer `/_ping`.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -36,6 +36,8 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct Keeld {
     daemon: Option<Daemon>,
+    containerd_socket: PathBuf,
+    namespace: String,
     dir: TempDir,
 }
 
@@ -44,6 +46,35 @@ impl Keeld {
     /// in a new temp dir and waits for `/_ping`; an error with the log tail if it does not come
     /// up (keeld is ours: not coming up is a failure, not a reason to skip).
     pub fn start() -> Result<Self> {
+        Self::launch(None)
+    }
+
+    /// [`Keeld::start`] on the supervisor already answering on `containerd_socket`.
+    pub fn start_on(containerd_socket: &Path) -> Result<Self> {
+        Self::launch(Some(containerd_socket))
+    }
+
+    fn launch(containerd_socket: Option<&Path>) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("keel-keeld-")
+            .tempdir()
+            .context("creating keeld's temp dir")?;
+        std::fs::create_dir_all(dir.path().join("cli")).context("mkdir the CLI config dir")?;
+        let containerd_socket = containerd_socket
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.path().join("containerd").join("containerd.sock"));
+        let mut this = Self {
+            daemon: None,
+            containerd_socket,
+            namespace: unique_id("keel-it"),
+            dir,
+        };
+        this.spawn()?;
+        Ok(this)
+    }
+
+    /// Starts keeld on this fixture's dirs and waits for `/_ping`.
+    fn spawn(&mut self) -> Result<()> {
         let keeld = binary::keeld()?;
         let mut path_first = Vec::new();
         for bin in [
@@ -57,36 +88,43 @@ impl Keeld {
                 }
             }
         }
-        let dir = tempfile::Builder::new()
-            .prefix("keel-keeld-")
-            .tempdir()
-            .context("creating keeld's temp dir")?;
-        std::fs::create_dir_all(dir.path().join("cli")).context("mkdir the CLI config dir")?;
         let mut cmd = Command::new(&keeld);
-        cmd.args(keeld_args(dir.path()))
+        cmd.args(self.args())
             .env("PATH", path_with_first(&path_first)?)
-            .env(STATE_DIR_ENV, dir.path().join("keel"))
+            .env(STATE_DIR_ENV, self.dir().join("keel"))
             .env_remove("KEEL_CONFIG");
-        let log = dir.path().join("keeld.log");
-        let mut daemon = Daemon::spawn("keeld", &mut cmd, &log)?;
-        let socket = dir.path().join("keel.sock");
+        let mut daemon = Daemon::spawn("keeld", &mut cmd, &self.log())?;
+        let socket = self.socket();
         let why = match process::wait_for(&mut daemon, START_TIMEOUT, || ping(&socket)) {
             Ok(true) => {
-                return Ok(Self {
-                    daemon: Some(daemon),
-                    dir,
-                })
+                self.daemon = Some(daemon);
+                return Ok(());
             }
             Ok(false) => format!("no answer on /_ping within {}s", START_TIMEOUT.as_secs()),
             Err(exit) => exit,
         };
-        let mut this = Self {
-            daemon: Some(daemon),
-            dir,
-        };
-        let tail = process::log_tail(&this.log(), 20);
-        this.stop();
-        bail!("keeld did not come up: {why}; its log ends:\n{tail}")
+        daemon.stop(Duration::from_secs(20));
+        bail!(
+            "keeld did not come up: {why}; its log ends:\n{}",
+            process::log_tail(&self.log(), 20)
+        )
+    }
+
+    /// keeld's command line: everything under the temp dir.
+    fn args(&self) -> Vec<String> {
+        let d = self.dir().display();
+        vec![
+            format!("--data-root={d}/data"),
+            format!("--host=unix://{d}/keel.sock"),
+            format!("--containerd={}", self.containerd_socket.display()),
+            format!("--containerd-namespace={}", self.namespace),
+            "--log-level=debug".to_string(),
+        ]
+    }
+
+    /// The containerd namespace this keeld works in.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// The temp dir (data root, sockets, logs).
@@ -111,7 +149,7 @@ impl Keeld {
 
     /// The supervisor's socket keeld was told to use.
     pub fn containerd_socket(&self) -> PathBuf {
-        self.dir().join("containerd").join("containerd.sock")
+        self.containerd_socket.clone()
     }
 
     /// keeld's log (with keel-containerd's, which inherits its stderr).
@@ -185,13 +223,15 @@ impl Keeld {
         }
         cmd.arg("--address")
             .arg(self.containerd_socket())
-            .args(["--namespace", NAMESPACE])
+            .arg("--namespace")
+            .arg(&self.namespace)
             .args(args);
         outcome::run(&mut cmd, CLIENT_TIMEOUT)
     }
 
     /// Kills and deletes every task and container of the namespace (through ctr, while the
-    /// supervisor answers) and removes their cgroups (`/keel/<id>`, where ctr puts them).
+    /// supervisor answers) and removes their cgroups (`/<namespace>/<id>`, where ctr puts
+    /// them).
     fn delete_everything(&self) {
         let Ok(listed) = self.ctr(&["containers", "ls", "-q"]) else {
             return;
@@ -205,8 +245,8 @@ impl Keeld {
             let _ = self.ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
             let _ = self.ctr(&["tasks", "rm", "-f", id]);
             let _ = self.ctr(&["containers", "rm", id]);
-            process::remove_cgroup_everywhere(&format!("/{NAMESPACE}/{id}"));
         }
+        process::remove_cgroup_everywhere(&format!("/{}", self.namespace));
     }
 
     /// Stops keeld (SIGTERM, then SIGKILL) and sweeps what it left. Idempotent.
@@ -234,30 +274,7 @@ impl Keeld {
 
     /// Starts keeld again on the same dirs (after [`Keeld::kill`] or [`Keeld::stop`]).
     pub fn restart(&mut self) -> Result<()> {
-        let keeld = binary::keeld()?;
-        let supervisor = binary::keel_containerd()?;
-        let first: Vec<PathBuf> = supervisor
-            .parent()
-            .map(Path::to_path_buf)
-            .into_iter()
-            .collect();
-        let mut cmd = Command::new(&keeld);
-        cmd.args(keeld_args(self.dir()))
-            .env("PATH", path_with_first(&first)?)
-            .env(STATE_DIR_ENV, self.dir().join("keel"));
-        let mut daemon = Daemon::spawn("keeld", &mut cmd, &self.log())?;
-        let socket = self.socket();
-        match process::wait_for(&mut daemon, START_TIMEOUT, || ping(&socket)) {
-            Ok(true) => {
-                self.daemon = Some(daemon);
-                Ok(())
-            }
-            Ok(false) => bail!(
-                "keeld did not answer again within {}s",
-                START_TIMEOUT.as_secs()
-            ),
-            Err(exit) => bail!("keeld did not come back: {exit}"),
-        }
+        self.spawn()
     }
 }
 
@@ -275,17 +292,6 @@ pub fn supervisor_answers(socket: &Path) -> bool {
     let mut cmd = Command::new(ctr);
     cmd.arg("--address").arg(socket).arg("version");
     outcome::run(&mut cmd, Duration::from_secs(20)).is_ok_and(|o| o.status == 0)
-}
-
-/// keeld's command line: everything under `dir`.
-pub fn keeld_args(dir: &Path) -> Vec<String> {
-    let d = dir.display();
-    vec![
-        format!("--data-root={d}/data"),
-        format!("--host=unix://{d}/keel.sock"),
-        format!("--containerd={d}/containerd/containerd.sock"),
-        "--log-level=debug".to_string(),
-    ]
 }
 
 fn path_with_first(first: &[PathBuf]) -> Result<std::ffi::OsString> {
