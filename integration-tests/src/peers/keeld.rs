@@ -66,7 +66,7 @@ impl Keeld {
         let mut this = Self {
             daemon: None,
             containerd_socket,
-            namespace: unique_id("keel-it"),
+            namespace: unique_id("keeld-ns"),
             dir,
         };
         this.spawn()?;
