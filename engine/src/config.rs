@@ -231,7 +231,8 @@ mod tests {
         let config = Config::load(&cli(&["--containerd-namespace", "keel-it.1_x"])).unwrap();
         assert_eq!(config.containerd_namespace, "keel-it.1_x");
         for bad in ["", "-x", "a b", "a/b", &"n".repeat(77)] {
-            let err = Config::load(&cli(&["--containerd-namespace", bad])).unwrap_err();
+            let flag = format!("--containerd-namespace={bad}");
+            let err = Config::load(&cli(&[&flag])).unwrap_err();
             assert!(matches!(err, ConfigError::Namespace(_)), "{bad:?}: {err}");
         }
     }

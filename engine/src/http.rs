@@ -7,7 +7,7 @@ use std::convert::Infallible;
 
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited};
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -60,12 +60,25 @@ fn with_type(status: StatusCode, content_type: &'static str, body: Body) -> Resp
 /// The request's JSON body as `T`, checked as dockerd's `httputils.ReadJSON` does: a
 /// Content-Type other than JSON is 400, an empty body is `T`'s default, a malformed one is
 /// `400 invalid JSON: ...`; bodies over [`MAX_JSON_BODY`] are 400 before they are read whole.
-pub async fn read_json<T: DeserializeOwned + Default>(request: Request<Incoming>) -> ApiResult<T> {
+pub async fn read_json<T, B>(request: Request<B>) -> ApiResult<T>
+where
+    T: DeserializeOwned + Default,
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     check_json_content_type(request.headers().get(CONTENT_TYPE))?;
     let bytes = Limited::new(request.into_body(), MAX_JSON_BODY)
         .collect()
         .await
-        .map_err(|e| ApiError::InvalidParameter(format!("reading the request body: {e}")))?
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::InvalidParameter(format!(
+                    "the request body is larger than {MAX_JSON_BODY} bytes"
+                ))
+            } else {
+                ApiError::InvalidParameter(format!("reading the request body: {e}"))
+            }
+        })?
         .to_bytes();
     parse_json(&bytes)
 }
@@ -169,6 +182,33 @@ mod tests {
             assert_eq!(e.status(), StatusCode::BAD_REQUEST);
             assert!(e.to_string().starts_with("invalid JSON: "), "{e}");
         }
+    }
+
+    fn request(content_type: &'static str, body: Vec<u8>) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(Bytes::from(body)));
+        request
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        request
+    }
+
+    #[tokio::test]
+    async fn request_bodies_are_read_within_the_limit() {
+        let ok: Sample = read_json(request("application/json", br#"{"name":"n"}"#.to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(ok.name, "n");
+        let mut huge = br#"{"name":""#.to_vec();
+        huge.resize(MAX_JSON_BODY + 1, b'a');
+        let e = read_json::<Sample, _>(request("application/json", huge))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(e.to_string().contains("larger than"), "{e}");
+        let e = read_json::<Sample, _>(request("text/plain", b"{}".to_vec()))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().starts_with("unsupported Content-Type"), "{e}");
     }
 
     #[test]

@@ -27,20 +27,21 @@ pub async fn list(engine: &Engine, params: &HashMap<String, String>) -> ApiResul
     }
     let mut summaries: Vec<ImageSummary> = by_id
         .values()
-        .filter_map(|records| filters.apply(summary(records)))
+        .filter_map(|records| summary(records).and_then(|s| filters.apply(s)))
         .collect();
     summaries.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
     http::json(StatusCode::OK, &summaries)
 }
 
-fn summary(records: &[ResolvedImage]) -> ImageSummary {
-    let first = &records[0];
+/// The summary of one image from its records (`None` for none).
+fn summary(records: &[ResolvedImage]) -> Option<ImageSummary> {
+    let first = records.first()?;
     let repo_tags: BTreeSet<String> = records.iter().filter_map(ResolvedImage::repo_tag).collect();
     let repo_digests: BTreeSet<String> = records
         .iter()
         .filter_map(ResolvedImage::repo_digest)
         .collect();
-    ImageSummary {
+    Some(ImageSummary {
         id: first.id.clone(),
         parent_id: String::new(),
         repo_tags: repo_tags.into_iter().collect(),
@@ -51,7 +52,7 @@ fn summary(records: &[ResolvedImage]) -> ImageSummary {
         labels: labels(first),
         containers: -1,
         ..Default::default()
-    }
+    })
 }
 
 /// `GET /images/{name}/json`.
