@@ -97,6 +97,26 @@ pub struct ImageConfigFile {
     /// The layers' diff IDs.
     #[serde(default)]
     pub rootfs: RootFs,
+    /// How the image was built, oldest step first.
+    #[serde(default)]
+    pub history: Vec<HistoryStep>,
+}
+
+/// One step of an image config's `history`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct HistoryStep {
+    /// RFC 3339.
+    #[serde(default)]
+    pub created: Option<String>,
+    /// The command that made the step.
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// A free-form comment.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// Whether the step made no layer (ENV, CMD, ...).
+    #[serde(default)]
+    pub empty_layer: bool,
 }
 
 /// `rootfs` of an image config.
@@ -120,6 +140,8 @@ pub struct ResolvedImage {
     pub config: ImageConfigFile,
     /// The manifest's, config's and layers' sizes together (what the registry holds).
     pub size: i64,
+    /// Each layer's (compressed) size, bottom first.
+    pub layer_sizes: Vec<i64>,
     /// When the record was last changed (tagged), RFC 3339.
     pub updated_at: Option<String>,
 }
@@ -240,6 +262,7 @@ impl<'a> Images<'a> {
             id: manifest.config.digest.clone(),
             config,
             size: manifest_size + manifest.config.size.max(0) + layers,
+            layer_sizes: manifest.layers.iter().map(|l| l.size.max(0)).collect(),
             updated_at: record.updated_at.as_ref().map(timestamp),
         })
     }
@@ -331,6 +354,7 @@ mod tests {
             id: format!("sha256:{id_hex}"),
             config: ImageConfigFile::default(),
             size: 0,
+            layer_sizes: Vec::new(),
             updated_at: None,
         }
     }

@@ -35,6 +35,8 @@ pub enum Route {
     ImageList,
     /// `GET /images/{name}/json`.
     ImageInspect(String),
+    /// `GET /images/{name}/history`.
+    ImageHistory(String),
     /// `DELETE /images/{name}`.
     ImageDelete(String),
     /// `POST /images/{name}/tag`.
@@ -135,6 +137,9 @@ fn match_image_route(method: &Method, rest: &str) -> Option<Route> {
         if rest == "json" {
             return Some(Route::ImageList);
         }
+        if let Some(image) = rest.strip_suffix("/history") {
+            return name(image).map(Route::ImageHistory);
+        }
         return rest
             .strip_suffix("/json")
             .and_then(name)
@@ -182,6 +187,10 @@ mod tests {
         assert_eq!(
             ok(Method::GET, "/images/127.0.0.1:5000/a/b:v1/json").route,
             Route::ImageInspect("127.0.0.1:5000/a/b:v1".into())
+        );
+        assert_eq!(
+            ok(Method::GET, "/images/a/b/history").route,
+            Route::ImageHistory("a/b".into())
         );
         assert_eq!(
             ok(Method::DELETE, "/images/busybox%3Alatest").route,

@@ -1,5 +1,5 @@
 //! keeld's image routes driven by the real `docker` CLI: `docker images`, `image inspect`,
-//! `tag` and `rmi` on images that `ctr` pulled into the namespace `keel` from the local
+//! `history`, `tag` and `rmi` on images that `ctr` pulled into keeld's namespace from the local
 //! registry fixture (keeld does not pull yet), with what containerd then holds checked through
 //! `ctr`; and the errors dockerd gives for a missing image, a bad tag and an image in use.
 //! The same on a real containerd 1.6 under keeld.
@@ -136,6 +136,17 @@ fn list_inspect_tag_remove(s: &Setup) -> Result<()> {
         .docker(&["image", "inspect", "--format", "{{.Id}}", short])?
         .ok("docker image inspect <short id>")?;
     assert_eq!(out.stdout.trim(), id);
+
+    let out = keeld
+        .docker(&[
+            "history",
+            "--no-trunc",
+            "--format",
+            "{{.ID}}|{{.CreatedBy}}",
+            &s.oci,
+        ])?
+        .ok("docker history")?;
+    assert_eq!(out.stdout.trim(), format!("{id}|keel image_builder"));
 
     let mine = format!("{}:v1", unique_id("mine"));
     keeld.docker(&["tag", &s.oci, &mine])?.ok("docker tag")?;

@@ -1,12 +1,12 @@
-//! `GET /images/json`, `GET /images/{name}/json`, `DELETE /images/{name}` and
-//! `POST /images/{name}/tag`, over containerd's Images and Content services (see
-//! [`crate::images`]): the docker CLI's `images`, `image inspect`, `rmi` and `tag`.
+//! `GET /images/json`, `GET /images/{name}/json`, `GET /images/{name}/history`,
+//! `DELETE /images/{name}` and `POST /images/{name}/tag`, over containerd's Images and Content
+//! services (see [`crate::images`]): the docker CLI's `images`, `image inspect`, `history`, `rmi` and `tag`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bollard_stubs::models::{
-    DriverData, ImageConfig, ImageDeleteResponseItem, ImageInspect, ImageInspectMetadata,
-    ImageInspectRootFs, ImageSummary,
+    DriverData, HistoryResponseItem, ImageConfig, ImageDeleteResponseItem, ImageInspect,
+    ImageInspectMetadata, ImageInspectRootFs, ImageSummary,
 };
 use hyper::{Response, StatusCode};
 use keel_proto::images::Image as Record;
@@ -14,7 +14,7 @@ use keel_proto::images::Image as Record;
 use crate::engine::Engine;
 use crate::errors::{ApiError, ApiResult};
 use crate::http::{self, bool_param, Body};
-use crate::images::{Found, ImageError, Images, ResolvedImage};
+use crate::images::{Found, HistoryStep, ImageError, Images, ResolvedImage};
 use crate::reference::Reference;
 
 /// `GET /images/json`: one entry per image ID, with all its tags.
@@ -95,6 +95,61 @@ pub async fn inspect(engine: &Engine, name: &str) -> ApiResult<Response<Body>> {
         ..Default::default()
     };
     http::json(StatusCode::OK, &body)
+}
+
+/// `GET /images/{name}/history`: the config's build steps, newest first, each non-empty one
+/// with its layer's size; the top step carries the image ID and tags, the others `<missing>`
+/// (as dockerd shows steps whose images it does not have).
+pub async fn history(engine: &Engine, name: &str) -> ApiResult<Response<Body>> {
+    let found = Images::new(&engine.containerd)
+        .find(name)
+        .await
+        .map_err(api)?;
+    let image = found.image().ok_or_else(|| not_found(name))?;
+    let tags: Vec<String> = image.repo_tag().into_iter().collect();
+    let mut items = history_items(&image.config.history, &image.layer_sizes);
+    if let Some(top) = items.last_mut() {
+        top.id = image.id.clone();
+        top.tags = tags;
+    }
+    items.reverse();
+    http::json(StatusCode::OK, &items)
+}
+
+/// One item per history step (oldest first); a config without history gets one per layer.
+fn history_items(steps: &[HistoryStep], layer_sizes: &[i64]) -> Vec<HistoryResponseItem> {
+    let missing =
+        |created: i64, created_by: String, comment: String, size: i64| HistoryResponseItem {
+            id: "<missing>".to_string(),
+            created,
+            created_by,
+            tags: Vec::new(),
+            size,
+            comment,
+        };
+    if steps.is_empty() {
+        return layer_sizes
+            .iter()
+            .map(|size| missing(0, String::new(), String::new(), *size))
+            .collect();
+    }
+    let mut layers = layer_sizes.iter();
+    steps
+        .iter()
+        .map(|step| {
+            let size = if step.empty_layer {
+                0
+            } else {
+                layers.next().copied().unwrap_or(0)
+            };
+            missing(
+                created_unix(step.created.as_deref()),
+                step.created_by.clone().unwrap_or_default(),
+                step.comment.clone().unwrap_or_default(),
+                size,
+            )
+        })
+        .collect()
 }
 
 /// `DELETE /images/{name}`: untags a tag; deletes the image with its last tag. By ID, an image
@@ -401,6 +456,37 @@ mod tests {
         assert!(reference_matches("127.0.0.1:5000/b", "127.0.0.1:5000/b:v1"));
         assert!(!reference_matches("busybox:1", "busybox:latest"));
         assert!(!reference_matches("*", "a/b:1"));
+    }
+
+    #[test]
+    fn history_pairs_steps_with_layers() {
+        let step = |by: &str, empty| HistoryStep {
+            created: Some("1970-01-01T00:00:10Z".into()),
+            created_by: Some(by.into()),
+            comment: None,
+            empty_layer: empty,
+        };
+        let items = history_items(
+            &[
+                step("ADD rootfs", false),
+                step("CMD sh", true),
+                step("RUN x", false),
+            ],
+            &[100, 7],
+        );
+        let summary: Vec<(&str, i64, i64)> = items
+            .iter()
+            .map(|i| (i.created_by.as_str(), i.size, i.created))
+            .collect();
+        assert_eq!(
+            summary,
+            [("ADD rootfs", 100, 10), ("CMD sh", 0, 10), ("RUN x", 7, 10)]
+        );
+        assert!(items.iter().all(|i| i.id == "<missing>"));
+        let bare = history_items(&[], &[5, 6]);
+        assert_eq!(bare.iter().map(|i| i.size).collect::<Vec<_>>(), [5, 6]);
+        // More non-empty steps than layers (a broken config) never panics.
+        assert_eq!(history_items(&[step("a", false)], &[]).len(), 1);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub async fn dispatch(
         Route::Auth => system::auth(http::read_json(request).await?).await,
         Route::ImageList => images::list(engine, &params).await,
         Route::ImageInspect(name) => images::inspect(engine, name).await,
+        Route::ImageHistory(name) => images::history(engine, name).await,
         Route::ImageDelete(name) => images::delete(engine, name, &params).await,
         Route::ImageTag(name) => images::tag(engine, name, &params).await,
     }
