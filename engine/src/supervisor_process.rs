@@ -3,8 +3,8 @@
 //! `keel-containerd` itself, as dockerd starts its managed containerd, so one command brings the
 //! whole stack up. The started supervisor keeps its data under the engine's data root
 //! (`<data-root>/containerd/{root,state}`) and serves on the configured socket, so the next
-//! keeld finds it there; it is stopped when keeld shuts down. Its containers' shims outlive
-//! both, as containerd's do.
+//! keeld finds it there; it is restarted if it dies and stopped when keeld shuts down. Its
+//! containers' shims outlive both, as containerd's do.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::containerd::Containerd;
@@ -23,6 +23,9 @@ pub const SUPERVISOR_BINARY: &str = "keel-containerd";
 
 /// How long a started supervisor may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The pause before a supervisor that exited is started again.
+const RESTART_DELAY: Duration = Duration::from_secs(1);
 
 /// How long a stopping supervisor gets before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -61,10 +64,26 @@ pub enum SupervisorError {
     Timeout { binary: PathBuf, address: PathBuf },
 }
 
-/// The supervisor keeld uses: one it found running, or one it started and will stop.
+/// The supervisor keeld uses: one it found running, or one it started, watches (restarting it
+/// if it dies, as dockerd does its managed containerd) and stops.
 #[derive(Debug)]
 pub struct Supervisor {
-    child: Option<Child>,
+    managed: Option<Managed>,
+}
+
+/// A keel-containerd keeld started: the task that watches it, and how to tell it to stop.
+#[derive(Debug)]
+struct Managed {
+    stop: tokio::sync::watch::Sender<bool>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+/// How to (re)start keel-containerd.
+#[derive(Debug, Clone)]
+struct Launch {
+    binary: PathBuf,
+    data_root: PathBuf,
+    address: PathBuf,
 }
 
 impl Supervisor {
@@ -72,7 +91,7 @@ impl Supervisor {
     pub async fn ensure(config: &Config) -> Result<Self, SupervisorError> {
         if answers(&config.containerd).await {
             info!(address = %config.containerd.display(), "using the running supervisor");
-            return Ok(Self { child: None });
+            return Ok(Self { managed: None });
         }
         let address = config.containerd.clone();
         let binary = locate(
@@ -87,33 +106,98 @@ impl Supervisor {
             address = %address.display(),
             "no supervisor answers; starting keel-containerd"
         );
-        let mut child = spawn(&binary, &config.data_root, &address)?;
-        wait_until_answers(&mut child, &binary, &address).await?;
-        info!(pid = child.id(), address = %address.display(), "keel-containerd is up");
-        Ok(Self { child: Some(child) })
+        let launch = Launch {
+            binary,
+            data_root: config.data_root.clone(),
+            address,
+        };
+        let child = launch.start().await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let watcher = tokio::spawn(watch(child, launch, stopped));
+        Ok(Self {
+            managed: Some(Managed { stop, watcher }),
+        })
     }
 
     /// Whether keeld started this supervisor (and so stops it).
     pub fn is_managed(&self) -> bool {
-        self.child.is_some()
+        self.managed.is_some()
     }
 
     /// Stops a supervisor keeld started: SIGTERM, then SIGKILL after a grace period.
     pub async fn stop(mut self) {
-        let Some(mut child) = self.child.take() else {
+        let Some(managed) = self.managed.take() else {
             return;
         };
-        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-            info!(pid, "stopping keel-containerd");
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        let _ = managed.stop.send(true);
+        if let Err(e) = managed.watcher.await {
+            warn!(error = %e, "the keel-containerd watcher failed");
         }
-        match tokio::time::timeout(STOP_GRACE, child.wait()).await {
-            Ok(Ok(status)) => info!(%status, "keel-containerd stopped"),
-            Ok(Err(e)) => warn!(error = %e, "waiting for keel-containerd"),
-            Err(_) => {
-                warn!("keel-containerd did not stop in time; killing it");
-                let _ = child.kill().await;
+    }
+}
+
+impl Launch {
+    /// Spawns keel-containerd and waits until it answers.
+    async fn start(&self) -> Result<Child, SupervisorError> {
+        let mut child = spawn(&self.binary, &self.data_root, &self.address)?;
+        wait_until_answers(&mut child, &self.binary, &self.address).await?;
+        info!(pid = child.id(), address = %self.address.display(), "keel-containerd is up");
+        Ok(child)
+    }
+}
+
+/// Waits on keel-containerd until keeld stops (then stops it); restarts it whenever it exits
+/// on its own, a second apart at least, so a supervisor that crashes at once does not spin.
+async fn watch(mut child: Child, launch: Launch, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                match status {
+                    Ok(status) => error!(%status, "keel-containerd exited; restarting it"),
+                    Err(e) => error!(error = %e, "keel-containerd cannot be waited for; restarting it"),
+                }
+                match restart(&launch, &mut stopped).await {
+                    Some(next) => child = next,
+                    None => return,
+                }
             }
+            _ = stopped.changed() => {
+                terminate(child).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Starts keel-containerd again, retrying until it answers or keeld stops (`None`).
+async fn restart(
+    launch: &Launch,
+    stopped: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<Child> {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(RESTART_DELAY) => {}
+            _ = stopped.changed() => return None,
+        }
+        match launch.start().await {
+            Ok(child) => return Some(child),
+            Err(e) => error!(error = %e, "restarting keel-containerd"),
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL after [`STOP_GRACE`].
+async fn terminate(mut child: Child) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        info!(pid, "stopping keel-containerd");
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+        Ok(Ok(status)) => info!(%status, "keel-containerd stopped"),
+        Ok(Err(e)) => warn!(error = %e, "waiting for keel-containerd"),
+        Err(_) => {
+            warn!("keel-containerd did not stop in time; killing it");
+            let _ = child.kill().await;
         }
     }
 }

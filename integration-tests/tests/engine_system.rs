@@ -402,6 +402,43 @@ fn socket_is_0660_and_a_killed_keeld_comes_back_on_its_supervisor() -> Result<()
     Ok(())
 }
 
+/// A keel-containerd that dies under keeld is started again, and the API answers again.
+#[test]
+fn a_supervisor_that_dies_is_restarted() -> Result<()> {
+    require_root!();
+    let keeld = Keeld::start()?;
+    let supervisor_pid = || {
+        process::processes_referring_to(keeld.dir())
+            .into_iter()
+            .find(|pid| {
+                process::argv_of(*pid)
+                    .first()
+                    .is_some_and(|argv0| argv0.ends_with("keel-containerd"))
+            })
+    };
+    let first = supervisor_pid().context("keel-containerd runs")?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    let answers_again = keel_integration_tests::host::wait_until(Duration::from_secs(30), || {
+        supervisor_pid().is_some_and(|pid| pid != first)
+            && keeld
+                .request("GET", "/info", &[], b"")
+                .is_ok_and(|r| r.status == 200)
+    });
+    let log = std::fs::read_to_string(keeld.log())?;
+    ensure!(
+        answers_again,
+        "no new keel-containerd answering; keeld's log:\n{log}"
+    );
+    ensure!(
+        log.contains("keel-containerd exited; restarting it"),
+        "{log}"
+    );
+    Ok(())
+}
+
 #[test]
 fn sigterm_stops_keeld_and_the_supervisor_it_started() -> Result<()> {
     require_root!();

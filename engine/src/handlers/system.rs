@@ -147,10 +147,9 @@ pub fn count_containers(total: usize, task_statuses: &[i32]) -> ContainerCounts 
 
 /// `GET /info`.
 pub async fn info(engine: &Engine) -> ApiResult<Response<Body>> {
-    let containers = engine.containerd.containers().await?;
-    let tasks = engine.containerd.tasks().await?;
-    let images = engine.containerd.images().await?;
-    let supervisor = engine.containerd.version().await?;
+    let c = &engine.containerd;
+    let (containers, tasks, images, supervisor) =
+        tokio::try_join!(c.containers(), c.tasks(), c.images(), c.version())?;
     let statuses: Vec<i32> = tasks
         .iter()
         .filter(|t| t.id.is_empty() || t.id == t.container_id)
