@@ -41,6 +41,8 @@ pub enum Route {
     ImageDelete(String),
     /// `POST /images/{name}/tag`.
     ImageTag(String),
+    /// `POST /images/prune`.
+    ImagePrune,
 }
 
 /// A resolved request: the route and the API version to answer in.
@@ -146,6 +148,9 @@ fn match_image_route(method: &Method, rest: &str) -> Option<Route> {
             .map(Route::ImageInspect);
     }
     if *method == Method::POST {
+        if rest == "prune" {
+            return Some(Route::ImagePrune);
+        }
         return rest
             .strip_suffix("/tag")
             .and_then(name)
@@ -188,6 +193,7 @@ mod tests {
             ok(Method::GET, "/images/127.0.0.1:5000/a/b:v1/json").route,
             Route::ImageInspect("127.0.0.1:5000/a/b:v1".into())
         );
+        assert_eq!(ok(Method::POST, "/images/prune").route, Route::ImagePrune);
         assert_eq!(
             ok(Method::GET, "/images/a/b/history").route,
             Route::ImageHistory("a/b".into())

@@ -268,3 +268,48 @@ fn image_errors_are_dockerds() -> Result<()> {
     assert_eq!(rows.len(), 1, "the other tag stays: {rows:?}");
     Ok(())
 }
+
+#[test]
+fn image_prune_keeps_what_containers_use() -> Result<()> {
+    require_root!();
+    let Some(s) = setup(None)? else {
+        return Ok(());
+    };
+    let keeld = &s.keeld;
+    let out = keeld
+        .docker(&["image", "prune", "-f"])?
+        .ok("docker image prune")?;
+    assert_eq!(out.stdout.trim(), "Total reclaimed space: 0B");
+    assert_eq!(
+        image_rows(keeld)?.len(),
+        2,
+        "tagged images are not dangling"
+    );
+    let container = unique_id("keeps");
+    keeld
+        .ctr(&["containers", "create", &s.multi, &container, "true"])?
+        .ok("ctr containers create")?;
+    keeld
+        .docker(&["image", "prune", "-a", "-f"])?
+        .ok("docker image prune -a (image in use)")?;
+    assert_eq!(
+        image_rows(keeld)?.len(),
+        2,
+        "an image in use keeps all its tags"
+    );
+    keeld
+        .ctr(&["containers", "rm", &container])?
+        .ok("ctr containers rm")?;
+    let out = keeld
+        .docker(&["image", "prune", "-a", "-f"])?
+        .ok("docker image prune -a")?;
+    eprintln!("{}", out.stdout);
+    ensure!(out.stdout.contains("deleted: sha256:"), "{}", out.stdout);
+    ensure!(
+        !out.stdout.contains("Total reclaimed space: 0B"),
+        "{}",
+        out.stdout
+    );
+    assert!(image_rows(keeld)?.is_empty());
+    Ok(())
+}

@@ -268,15 +268,15 @@ fn new_tag(params: &HashMap<String, String>) -> ApiResult<Reference> {
 
 /// The filters `GET /images/json` understands: `dangling`, `reference` and `label`.
 #[derive(Debug, Default)]
-struct ImageFilters {
-    dangling: Option<bool>,
+pub(super) struct ImageFilters {
+    pub(super) dangling: Option<bool>,
     references: Vec<String>,
     labels: Vec<String>,
 }
 
 impl ImageFilters {
     /// `{"key":{"value":true}}` (or the old `{"key":["value"]}`); unknown keys are 400.
-    fn parse(json: Option<&str>) -> ApiResult<Self> {
+    pub(super) fn parse(json: Option<&str>) -> ApiResult<Self> {
         let mut filters = Self::default();
         let Some(json) = json.filter(|j| !j.trim().is_empty()) else {
             return Ok(filters);
@@ -312,6 +312,14 @@ impl ImageFilters {
         Ok(filters)
     }
 
+    /// Whether `labels` has every `label` filter (`key` or `key=value`).
+    pub(super) fn labels_match(&self, labels: &HashMap<String, String>) -> bool {
+        self.labels.iter().all(|label| match label.split_once('=') {
+            Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
+            None => labels.contains_key(label),
+        })
+    }
+
     /// The summary if it passes, its tags narrowed to the matching ones when filtering by
     /// reference (as dockerd shows only the tags asked for).
     fn apply(&self, mut image: ImageSummary) -> Option<ImageSummary> {
@@ -320,11 +328,7 @@ impl ImageFilters {
                 return None;
             }
         }
-        let labels_ok = self.labels.iter().all(|label| match label.split_once('=') {
-            Some((k, v)) => image.labels.get(k).is_some_and(|have| have == v),
-            None => image.labels.contains_key(label),
-        });
-        if !labels_ok {
+        if !self.labels_match(&image.labels) {
             return None;
         }
         if !self.references.is_empty() {
@@ -366,7 +370,7 @@ fn glob(pattern: &str, text: &str) -> bool {
     }
 }
 
-fn labels(image: &ResolvedImage) -> HashMap<String, String> {
+pub(super) fn labels(image: &ResolvedImage) -> HashMap<String, String> {
     image
         .config
         .config
@@ -398,7 +402,7 @@ fn not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("No such image: {name}"))
 }
 
-fn api(e: ImageError) -> ApiError {
+pub(super) fn api(e: ImageError) -> ApiError {
     let message = e.to_string();
     match e {
         ImageError::NotFound(_) => ApiError::NotFound(message),

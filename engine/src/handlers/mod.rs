@@ -1,6 +1,8 @@
 //! One module per group of API routes, as dockerd's routers are: [`system`] for `/_ping`,
-//! `/version`, `/info` and `/auth`, [`images`] for the image routes. [`dispatch`] is the only place a [`Route`] meets its handler.
+//! `/version`, `/info` and `/auth`, [`images`] and [`image_prune`] for the image routes.
+//! [`dispatch`] is the only place a [`Route`] meets its handler.
 
+pub mod image_prune;
 pub mod images;
 pub mod system;
 
@@ -29,5 +31,6 @@ pub async fn dispatch(
         Route::ImageHistory(name) => images::history(engine, name).await,
         Route::ImageDelete(name) => images::delete(engine, name, &params).await,
         Route::ImageTag(name) => images::tag(engine, name, &params).await,
+        Route::ImagePrune => image_prune::prune(engine, &params).await,
     }
 }
