@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::containerd::Containerd;
+use crate::events::EventBus;
 use crate::host::HostFacts;
 use crate::store::Store;
 
@@ -20,6 +21,8 @@ pub struct Engine {
     pub store: Store,
     /// The engine's ID (made once, kept in the store).
     pub id: String,
+    /// What happened, for `GET /events`.
+    pub events: EventBus,
     /// The host, read once at start (kernel, CPUs, memory do not change under a daemon).
     pub host: HostFacts,
 }

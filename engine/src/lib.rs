@@ -13,6 +13,7 @@ pub mod containerd;
 pub mod daemon;
 pub mod engine;
 pub mod errors;
+pub mod events;
 pub mod handlers;
 pub mod host;
 pub mod http;

@@ -31,6 +31,8 @@ pub enum Route {
     Info,
     /// `POST /auth`.
     Auth,
+    /// `GET /events`.
+    Events,
     /// `GET /images/json`.
     ImageList,
     /// `GET /images/{name}/json`.
@@ -128,6 +130,7 @@ fn match_route(method: &Method, path: &str) -> Option<Route> {
         "/version" if get => Some(Route::Version),
         "/info" if get => Some(Route::Info),
         "/auth" if method == Method::POST => Some(Route::Auth),
+        "/events" if get => Some(Route::Events),
         _ => None,
     }
 }
@@ -181,6 +184,7 @@ mod tests {
         assert_eq!(ok(Method::GET, "/v1.47/version").route, Route::Version);
         assert_eq!(ok(Method::GET, "/v1.24/info").route, Route::Info);
         assert_eq!(ok(Method::POST, "/v1.49/auth").route, Route::Auth);
+        assert_eq!(ok(Method::GET, "/events").route, Route::Events);
     }
 
     #[test]

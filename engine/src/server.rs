@@ -129,6 +129,8 @@ pub async fn serve(
     }
     drop(listener);
     let _ = std::fs::remove_file(path);
+    // Event streams would otherwise hold their connections open until the drain times out.
+    engine.events.close();
     info!("shutting down: draining connections");
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await

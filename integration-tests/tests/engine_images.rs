@@ -313,3 +313,88 @@ fn image_prune_keeps_what_containers_use() -> Result<()> {
     assert!(image_rows(keeld)?.is_empty());
     Ok(())
 }
+
+fn unix_now() -> Result<u64> {
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs())
+}
+
+/// `docker events` sees tag, untag and delete: live (a stream open while they happen, ended by
+/// its `--until`) and after the fact (`--since`/`--until`).
+#[test]
+fn docker_events_report_image_changes() -> Result<()> {
+    require_root!();
+    let Some(s) = setup(None)? else {
+        return Ok(());
+    };
+    let keeld = &s.keeld;
+    let cli = docker_cli().context("docker CLI")?;
+    let format = "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}";
+    let since = unix_now()?.saturating_sub(1).to_string();
+    let until = (unix_now()? + 4).to_string();
+    let live = std::process::Command::new(&cli)
+        .env("DOCKER_HOST", keeld.host())
+        .env("DOCKER_CONFIG", keeld.dir().join("cli"))
+        .args([
+            "events",
+            "--until",
+            &until,
+            "--filter",
+            "type=image",
+            "--format",
+            format,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("docker events")?;
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mine = format!("{}:v1", unique_id("evt"));
+    keeld.docker(&["tag", &s.oci, &mine])?.ok("docker tag")?;
+    keeld.docker(&["rmi", &mine])?.ok("docker rmi")?;
+    let out = live
+        .wait_with_output()
+        .context("docker events to end at --until")?;
+    let live_lines = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!(
+        "live:\n{live_lines}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = format!("image tag {mine}\nimage untag {mine}\n");
+    assert_eq!(live_lines, expected);
+    let past = keeld
+        .docker(&[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &(unix_now()? + 1).to_string(),
+            "--format",
+            format,
+        ])?
+        .ok("docker events --since --until")?;
+    assert_eq!(past.stdout, expected);
+    keeld
+        .docker(&["rmi", "-f", &s.oci, &s.multi])?
+        .ok("docker rmi -f")?;
+    let gone = keeld
+        .docker(&[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &(unix_now()? + 1).to_string(),
+            "--filter",
+            "event=delete",
+            "--format",
+            "{{.Action}} {{.Actor.ID}}",
+        ])?
+        .ok("docker events --filter event=delete")?;
+    ensure!(
+        gone.stdout.starts_with("delete sha256:"),
+        "no delete event: {:?}",
+        gone.stdout
+    );
+    Ok(())
+}

@@ -5,12 +5,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use bollard_stubs::models::{ImageDeleteResponseItem, ImagePruneResponse};
+use bollard_stubs::models::ImagePruneResponse;
 use hyper::{Response, StatusCode};
 
-use super::images::{api, labels, ImageFilters};
+use super::images::{api, deleted as deleted_image, labels, untag, ImageFilters};
 use crate::engine::Engine;
 use crate::errors::ApiResult;
+use crate::events::{Event, EventKind};
 use crate::http::{self, Body};
 use crate::images::{Images, ResolvedImage};
 
@@ -40,18 +41,18 @@ pub async fn prune(engine: &Engine, params: &HashMap<String, String>) -> ApiResu
             continue;
         }
         for record in &records {
-            engine.containerd.delete_image(&record.name).await?;
-            deleted.push(ImageDeleteResponseItem {
-                untagged: Some(record.repo_tag().unwrap_or_else(|| record.name.clone())),
-                deleted: None,
-            });
+            deleted.push(untag(engine, record).await?);
         }
-        deleted.push(ImageDeleteResponseItem {
-            untagged: None,
-            deleted: Some(id.clone()),
-        });
+        deleted.push(deleted_image(engine, id));
         reclaimed += first.size;
     }
+    let reclaimed_text = reclaimed.to_string();
+    engine.events.publish(Event::now(
+        EventKind::Image,
+        "prune",
+        "",
+        &[("reclaimed", reclaimed_text.as_str())],
+    ));
     let body = ImagePruneResponse {
         images_deleted: Some(deleted),
         space_reclaimed: Some(reclaimed),

@@ -13,6 +13,7 @@ use keel_proto::images::Image as Record;
 
 use crate::engine::Engine;
 use crate::errors::{ApiError, ApiResult};
+use crate::events::{Event, EventKind};
 use crate::http::{self, bool_param, Body};
 use crate::images::{Found, HistoryStep, ImageError, Images, ResolvedImage};
 use crate::reference::Reference;
@@ -178,20 +179,43 @@ pub async fn delete(
     check_not_in_use(engine, &records, force).await?;
     let mut report = Vec::new();
     for record in &records {
-        engine.containerd.delete_image(&record.name).await?;
-        report.push(ImageDeleteResponseItem {
-            untagged: Some(record.repo_tag().unwrap_or_else(|| record.name.clone())),
-            deleted: None,
-        });
+        report.push(untag(engine, record).await?);
     }
     let remaining = images.list().await.map_err(api)?;
     if !remaining.iter().any(|i| i.id == image.id) {
-        report.push(ImageDeleteResponseItem {
-            untagged: None,
-            deleted: Some(image.id.clone()),
-        });
+        report.push(deleted(engine, &image.id));
     }
     http::json(StatusCode::OK, &report)
+}
+
+/// Deletes `record` (one tag), reporting it and publishing an `untag` event.
+pub(super) async fn untag(
+    engine: &Engine,
+    record: &ResolvedImage,
+) -> ApiResult<ImageDeleteResponseItem> {
+    engine.containerd.delete_image(&record.name).await?;
+    let name = record.repo_tag().unwrap_or_else(|| record.name.clone());
+    engine.events.publish(Event::now(
+        EventKind::Image,
+        "untag",
+        &record.id,
+        &[("name", name.as_str())],
+    ));
+    Ok(ImageDeleteResponseItem {
+        untagged: Some(name),
+        deleted: None,
+    })
+}
+
+/// Reports the image `id` gone (its last tag was removed), publishing a `delete` event.
+pub(super) fn deleted(engine: &Engine, id: &str) -> ImageDeleteResponseItem {
+    engine
+        .events
+        .publish(Event::now(EventKind::Image, "delete", id, &[("name", id)]));
+    ImageDeleteResponseItem {
+        untagged: None,
+        deleted: Some(id.to_string()),
+    }
 }
 
 /// dockerd refuses to untag an image a container was made from, unless forced.
@@ -238,6 +262,13 @@ pub async fn tag(
         ..Default::default()
     };
     engine.containerd.put_image(record).await?;
+    let name = target.familiar();
+    engine.events.publish(Event::now(
+        EventKind::Image,
+        "tag",
+        &image.id,
+        &[("name", name.as_str())],
+    ));
     Ok(http::empty(
         StatusCode::CREATED,
         "text/plain; charset=utf-8",

@@ -1,7 +1,9 @@
 //! One module per group of API routes, as dockerd's routers are: [`system`] for `/_ping`,
-//! `/version`, `/info` and `/auth`, [`images`] and [`image_prune`] for the image routes.
+//! `/version`, `/info` and `/auth`, [`events`] for `/events`, [`images`] and [`image_prune`]
+//! for the image routes.
 //! [`dispatch`] is the only place a [`Route`] meets its handler.
 
+pub mod events;
 pub mod image_prune;
 pub mod images;
 pub mod system;
@@ -25,6 +27,7 @@ pub async fn dispatch(
         Route::Ping => Ok(system::ping(request.method())),
         Route::Version => system::version(engine).await,
         Route::Info => system::info(engine).await,
+        Route::Events => events::events(engine, &params).await,
         Route::Auth => system::auth(http::read_json(request).await?).await,
         Route::ImageList => images::list(engine, &params).await,
         Route::ImageInspect(name) => images::inspect(engine, name).await,
