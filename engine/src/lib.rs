@@ -2,10 +2,13 @@
 //! top of containerd's gRPC API, so the real `docker` CLI drives Keel.
 //!
 //! A request goes [`server`] (socket, connection, span) → [`router`] (route, API version) →
-//! [`handlers`] (one module per group of routes) → [`containerd`] (the supervisor's client) and
-//! [`store`] (the engine's own records); every failure is an [`errors::ApiError`], turned into
-//! a status and `{"message": ...}` once, in [`http`]. [`daemon`] runs it all in order, starting
-//! the supervisor through [`supervisor_process`] when none answers.
+//! [`handlers`] (one module per group of routes) → [`images`] (images resolved through the
+//! content store, named by [`mod@reference`]), [`containerd`] (the supervisor's client), [`store`]
+//! (the engine's own records), [`events`] (what `/events` streams) and [`registry_login`]
+//! (`/auth`); every failure is an [`errors::ApiError`], turned into a status and
+//! `{"message": ...}` once, in [`http`]. [`daemon`] runs it all in order, starting (and
+//! restarting) the supervisor through [`supervisor_process`] when none answers; [`host`] reads
+//! the machine's facts for `/info`.
 #![deny(unsafe_code)]
 
 pub mod config;
