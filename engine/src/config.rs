@@ -26,7 +26,8 @@ const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 #[derive(Debug, Clone, Default, Parser)]
 #[command(name = "keeld", version, about = "Keel's Docker Engine API daemon")]
 pub struct Cli {
-    /// JSON config file with the keys data-root, host, containerd, log-level.
+    /// JSON config file with the keys data-root, host, containerd, containerd-namespace,
+    /// log-level.
     #[arg(long, env = "KEEL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Root of the engine's persistent state [default: /var/lib/keel/engine].

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use keel_engine::config::{Cli, Config};
 use keel_engine::daemon;
@@ -11,7 +10,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("keeld: {e:#}");
+            // Each error's message already names its cause: one line, not the chain again.
+            eprintln!("keeld: {e}");
             ExitCode::FAILURE
         }
     }
@@ -24,7 +24,7 @@ fn run() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
+        .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?;
     runtime.block_on(daemon::run(config))?;
     Ok(())
 }
