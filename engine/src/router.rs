@@ -33,6 +33,8 @@ pub enum Route {
     Auth,
     /// `GET /events`.
     Events,
+    /// `GET /system/df`.
+    SystemDf,
     /// `GET /images/json`.
     ImageList,
     /// `GET /images/{name}/json`.
@@ -131,6 +133,7 @@ fn match_route(method: &Method, path: &str) -> Option<Route> {
         "/info" if get => Some(Route::Info),
         "/auth" if method == Method::POST => Some(Route::Auth),
         "/events" if get => Some(Route::Events),
+        "/system/df" if get => Some(Route::SystemDf),
         _ => None,
     }
 }
@@ -185,6 +188,7 @@ mod tests {
         assert_eq!(ok(Method::GET, "/v1.24/info").route, Route::Info);
         assert_eq!(ok(Method::POST, "/v1.49/auth").route, Route::Auth);
         assert_eq!(ok(Method::GET, "/events").route, Route::Events);
+        assert_eq!(ok(Method::GET, "/v1.44/system/df").route, Route::SystemDf);
     }
 
     #[test]

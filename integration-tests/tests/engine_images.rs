@@ -270,7 +270,7 @@ fn image_errors_are_dockerds() -> Result<()> {
 }
 
 #[test]
-fn image_prune_keeps_what_containers_use() -> Result<()> {
+fn image_prune_and_system_df_see_what_containers_use() -> Result<()> {
     require_root!();
     let Some(s) = setup(None)? else {
         return Ok(());
@@ -285,10 +285,31 @@ fn image_prune_keeps_what_containers_use() -> Result<()> {
         2,
         "tagged images are not dangling"
     );
+    let df = |keeld: &Keeld| -> Result<String> {
+        Ok(keeld
+            .docker(&[
+                "system",
+                "df",
+                "--format",
+                "{{.Type}} {{.TotalCount}} {{.Active}}",
+            ])?
+            .ok("docker system df")?
+            .stdout)
+    };
+    let before = df(keeld)?;
+    eprintln!("docker system df:\n{before}");
+    assert_eq!(
+        before,
+        "Images 1 0\nContainers 0 0\nLocal Volumes 0 0\nBuild Cache 0 0\n"
+    );
     let container = unique_id("keeps");
     keeld
         .ctr(&["containers", "create", &s.multi, &container, "true"])?
         .ok("ctr containers create")?;
+    ensure!(
+        df(keeld)?.starts_with("Images 1 1\n"),
+        "the image is in use"
+    );
     keeld
         .docker(&["image", "prune", "-a", "-f"])?
         .ok("docker image prune -a (image in use)")?;

@@ -35,7 +35,7 @@ pub async fn list(engine: &Engine, params: &HashMap<String, String>) -> ApiResul
 }
 
 /// The summary of one image from its records (`None` for none).
-fn summary(records: &[ResolvedImage]) -> Option<ImageSummary> {
+pub(super) fn summary(records: &[ResolvedImage]) -> Option<ImageSummary> {
     let first = records.first()?;
     let repo_tags: BTreeSet<String> = records.iter().filter_map(ResolvedImage::repo_tag).collect();
     let repo_digests: BTreeSet<String> = records

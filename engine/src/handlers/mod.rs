@@ -1,12 +1,13 @@
 //! One module per group of API routes, as dockerd's routers are: [`system`] for `/_ping`,
-//! `/version`, `/info` and `/auth`, [`events`] for `/events`, [`images`] and [`image_prune`]
-//! for the image routes.
+//! `/version`, `/info` and `/auth`, [`system_df`] for `/system/df`, [`events`] for `/events`,
+//! [`images`] and [`image_prune`] for the image routes.
 //! [`dispatch`] is the only place a [`Route`] meets its handler.
 
 pub mod events;
 pub mod image_prune;
 pub mod images;
 pub mod system;
+pub mod system_df;
 
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -28,6 +29,7 @@ pub async fn dispatch(
         Route::Version => system::version(engine).await,
         Route::Info => system::info(engine).await,
         Route::Events => events::events(engine, &params).await,
+        Route::SystemDf => system_df::df(engine, &params).await,
         Route::Auth => system::auth(http::read_json(request).await?).await,
         Route::ImageList => images::list(engine, &params).await,
         Route::ImageInspect(name) => images::inspect(engine, name).await,
