@@ -7,7 +7,8 @@
 use anyhow::{ensure, Context, Result};
 use keel_integration_tests::image_builder::{self, Tag};
 use keel_integration_tests::peers::containerd::Containerd;
-use keel_integration_tests::peers::keeld::{docker_cli, Keeld};
+use keel_integration_tests::peers::dockerd::{Dockerd, IMAGE as DOCKERD_IMAGE};
+use keel_integration_tests::peers::keeld::{docker_cli, raw_exchange, Keeld};
 use keel_integration_tests::peers::registry::Registry;
 use keel_integration_tests::peers::Peer;
 use keel_integration_tests::{require_root, unique_id};
@@ -417,5 +418,137 @@ fn docker_events_report_image_changes() -> Result<()> {
         "no delete event: {:?}",
         gone.stdout
     );
+    Ok(())
+}
+
+/// What a daemon answers to the same mistakes, IDs and generated names replaced by
+/// placeholders so the two daemons' answers can be compared.
+fn image_mistakes(
+    docker: &dyn Fn(&[&str]) -> Result<keel_integration_tests::peers::Outcome>,
+    raw: &dyn Fn(&str, &str) -> Result<keel_integration_tests::peers::keeld::RawResponse>,
+    create_container: &dyn Fn() -> Result<String>,
+    image: &str,
+    missing: &str,
+) -> Result<Vec<String>> {
+    let mut seen = Vec::new();
+    let id = docker(&["image", "inspect", "--format", "{{.Id}}", image])?
+        .ok("docker image inspect")?
+        .stdout
+        .trim()
+        .to_string();
+    let short = id.strip_prefix("sha256:").unwrap_or(&id)[..12].to_string();
+    let second = format!("{}:second", unique_id("second"));
+    docker(&["tag", image, &second])?.ok("docker tag")?;
+    let normalize = |text: &str| {
+        text.replace(&id, "<id>")
+            .replace(&short, "<short>")
+            .replace(missing, "<missing>")
+            .trim()
+            .to_string()
+    };
+    for args in [
+        vec!["rmi", missing],
+        vec!["image", "inspect", missing],
+        vec!["rmi", short.as_str()],
+    ] {
+        let out = docker(&args)?;
+        seen.push(format!(
+            "docker {}: {} {}",
+            normalize(&args.join(" ")),
+            out.status,
+            normalize(&out.stderr)
+        ));
+    }
+    // Left out, as dockerd 20.10 words them as older releases did and newer ones (which keeld
+    // follows) do not: a bad tag (20.10: 500 "repository name must be lowercase"; now 400 with
+    // the name) and an unknown filter (20.10: "Invalid filter"; now "invalid filter").
+    for (method, path) in [
+        ("POST", format!("/v1.41/images/{missing}/tag?repo=x")),
+        ("DELETE", format!("/v1.41/images/{missing}")),
+    ] {
+        let r = raw(method, &path)?;
+        seen.push(format!(
+            "{method} {}: {} {}",
+            normalize(&path),
+            r.status,
+            normalize(&r.body)
+        ));
+    }
+    docker(&["rmi", &second])?.ok("docker rmi the second tag")?;
+    let container = create_container()?;
+    let container_short: String = container.chars().take(12).collect();
+    let out = docker(&["rmi", image])?;
+    seen.push(format!(
+        "docker rmi <image> (in use): {} {}",
+        out.status,
+        normalize(&out.stderr)
+            .replace(image, "<image>")
+            .replace(&container_short, "<container>")
+    ));
+    Ok(seen)
+}
+
+/// keeld's answers to image mistakes (a missing image, an ID with two tags, a bad tag, an
+/// unknown filter) are dockerd's, word for word.
+#[test]
+fn image_errors_match_a_real_dockerd() -> Result<()> {
+    require_root!();
+    let dockerd = match Dockerd::start(&keel_integration_tests::binary::keel_runtime()?)? {
+        Peer::Ready(d) => d,
+        Peer::Unavailable(why) => {
+            eprintln!("SKIPPED: {why}");
+            return Ok(());
+        }
+    };
+    let Some(s) = setup(None)? else {
+        return Ok(());
+    };
+    dockerd.import_busybox()?;
+    let missing = unique_id("missing");
+    let request = |socket: std::path::PathBuf| {
+        move |method: &str, path: &str| {
+            raw_exchange(
+                &socket,
+                format!("{method} {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+                    .as_bytes(),
+            )
+        }
+    };
+    let theirs = image_mistakes(
+        &|args| dockerd.docker(args),
+        &request(dockerd.socket()),
+        &|| {
+            let out = dockerd
+                .docker(&["create", DOCKERD_IMAGE, "true"])?
+                .ok("docker create")?;
+            Ok(out.stdout.trim().to_string())
+        },
+        DOCKERD_IMAGE,
+        &missing,
+    )?;
+    // The same CLI for both: CLIs word some errors themselves.
+    let ours = image_mistakes(
+        &|args| s.keeld.docker_with(dockerd.cli(), args),
+        &request(s.keeld.socket()),
+        &|| {
+            let id = unique_id("user");
+            s.keeld
+                .ctr(&["containers", "create", &s.oci, &id, "true"])?
+                .ok("ctr containers create")?;
+            Ok(id)
+        },
+        &s.oci,
+        &missing,
+    )?;
+    eprintln!(
+        "dockerd:\n{}\nkeeld:\n{}",
+        theirs.join("\n"),
+        ours.join("\n")
+    );
+    let ours_with_their_image: Vec<String> = ours
+        .iter()
+        .map(|l| l.replace(&s.oci, DOCKERD_IMAGE))
+        .collect();
+    assert_eq!(ours_with_their_image, theirs);
     Ok(())
 }

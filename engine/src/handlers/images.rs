@@ -230,9 +230,8 @@ async fn check_not_in_use(
     let containers = engine.containerd.containers().await?;
     for record in records {
         if let Some(user) = containers.iter().find(|c| c.image == record.name) {
-            let repository = Reference::parse(&record.name)
-                .map(|r| r.familiar_repository())
-                .unwrap_or_else(|_| record.name.clone());
+            // dockerd names the reference as the user knows it: `busybox:latest`.
+            let repository = record.repo_tag().unwrap_or_else(|| record.name.clone());
             return Err(ApiError::Conflict(format!(
                 "conflict: unable to remove repository reference \"{repository}\" (must force) - container {} is using its referenced image {}",
                 short(&user.id),
