@@ -37,6 +37,14 @@ pub fn keel_containerd() -> Result<PathBuf> {
 /// Env var naming the `keel-containerd` binary to test.
 pub const KEEL_CONTAINERD_ENV: &str = "KEEL_CONTAINERD_BIN";
 
+/// `keeld`: `$KEEL_ENGINE_BIN`, else built and found as [`keel_runtime`] is.
+pub fn keeld() -> Result<PathBuf> {
+    workspace_binary(KEEL_ENGINE_ENV, "keel-engine", "keeld")
+}
+
+/// Env var naming the `keeld` binary to test.
+pub const KEEL_ENGINE_ENV: &str = "KEEL_ENGINE_BIN";
+
 fn workspace_binary(env_var: &str, package: &'static str, name: &str) -> Result<PathBuf> {
     if let Some(bin) = env::var_os(env_var) {
         return Ok(PathBuf::from(bin));

@@ -16,6 +16,7 @@ pub mod ctr_events;
 pub mod dockerd;
 pub mod keel_containerd;
 pub mod keel_shim;
+pub mod keeld;
 pub mod outcome;
 pub mod process;
 pub mod registry;
