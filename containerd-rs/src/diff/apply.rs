@@ -40,7 +40,22 @@ pub fn apply(
             ))(e),
         })?;
     let layer = decompress(&desc.media_type, BufReader::with_capacity(CHUNK, blob))?;
-    let (digest, size) = std::thread::scope(|scope| {
+    let (digest, size) = pipelined(layer, |stream| extract(store, mounts, stream))?;
+    Ok(Descriptor {
+        media_type: MEDIA_TYPE_LAYER.to_string(),
+        digest,
+        size,
+    })
+}
+
+/// Runs `consume` on the stream of `layer` while another thread reads and hashes it, then
+/// reads what `consume` left (the digest covers the whole stream, padding after the tar's end
+/// included); returns the stream's digest and size.
+fn pipelined(
+    layer: impl Read + Send,
+    consume: impl FnOnce(&mut Chunks) -> Result<(), DiffError>,
+) -> Result<(String, u64), DiffError> {
+    std::thread::scope(|scope| {
         let (full_tx, full_rx) = mpsc::sync_channel(IN_FLIGHT);
         let (empty_tx, empty_rx) = mpsc::channel();
         let inflater = std::thread::Builder::new()
@@ -48,31 +63,22 @@ pub fn apply(
             .spawn_scoped(scope, move || inflate(layer, &full_tx, &empty_rx))
             .map_err(DiffError::io("starting the decompressing thread"))?;
         let mut stream = Chunks::new(full_rx, empty_tx);
-        let applied = extract(store, mounts, &mut stream).and_then(|()| {
-            // The digest covers the whole stream, padding after the tar's end included.
+        let consumed = consume(&mut stream).and_then(|()| {
             io::copy(&mut stream, &mut io::sink())
                 .map(drop)
                 .map_err(DiffError::io("reading the layer"))
         });
-        // Dropped first, so an inflater still sending after a failed extract stops at once.
+        // Dropped first, so an inflater still sending after a failed `consume` stops at once.
         drop(stream);
         let inflated = inflater.join();
-        applied?;
+        consumed?;
+        let stopped = |why: &str| DiffError::io("reading the layer")(io::Error::other(why));
         match inflated {
             Ok(Some(done)) => Ok(done),
-            // Its error was handed to the extractor, which failed on it above.
-            Ok(None) => Err(DiffError::io("reading the layer")(io::Error::other(
-                "the decompressing thread stopped early",
-            ))),
-            Err(_) => Err(DiffError::io("reading the layer")(io::Error::other(
-                "the decompressing thread panicked",
-            ))),
+            // Its read error went to `consume`, which failed on it above; this is defensive.
+            Ok(None) => Err(stopped("the decompressing thread stopped early")),
+            Err(_) => Err(stopped("the decompressing thread panicked")),
         }
-    })?;
-    Ok(Descriptor {
-        media_type: MEDIA_TYPE_LAYER.to_string(),
-        digest,
-        size,
     })
 }
 
@@ -235,6 +241,37 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert_eq!(err.to_string(), "corrupt deflate");
         assert_eq!(done, None);
+    }
+
+    #[test]
+    fn pipelined_hashes_what_consume_left_and_passes_its_errors() {
+        let data: Vec<u8> = (0..CHUNK + 77).map(|i| (i % 13) as u8).collect();
+        let mut plain = Digesting::new(data.as_slice());
+        io::copy(&mut plain, &mut io::sink()).expect("hash");
+        let mut head = [0u8; 10];
+        let done = pipelined(data.as_slice(), |s| {
+            s.read_exact(&mut head).map_err(DiffError::io("head"))
+        })
+        .expect("pipelined");
+        assert_eq!(done, (plain.digest(), data.len() as u64));
+        assert_eq!(head, data[..10]);
+        let err = pipelined(data.as_slice(), |_| {
+            Err(DiffError::InvalidArgument("refused".into()))
+        })
+        .expect_err("consume failed");
+        assert!(matches!(err, DiffError::InvalidArgument(_)), "{err}");
+        let broken = Jagged {
+            data: vec![1; 100],
+            at: 0,
+            fail: true,
+        };
+        let err = pipelined(broken, |s| {
+            io::copy(s, &mut io::sink())
+                .map(drop)
+                .map_err(DiffError::io("reading the layer"))
+        })
+        .expect_err("read error");
+        assert_eq!(err.to_string(), "reading the layer: corrupt deflate");
     }
 
     #[test]
