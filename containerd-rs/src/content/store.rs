@@ -368,11 +368,174 @@ impl Store {
         Ok(digest)
     }
 
+    /// Opens the begun ingest `reference` for writing: the data file stays open and the bytes
+    /// already there (a resumed ingest) are hashed once, so that each write only appends and
+    /// hashes what it brings, and the commit neither reopens nor re-reads the data.
+    pub fn open_ingest(&self, reference: &str) -> Result<OpenIngest> {
+        self.status(reference)?;
+        let path = self.ingest_dir(reference).join("data");
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err("opening the ingest data"))?;
+        let mut hasher = Sha256::new();
+        let offset =
+            io::copy(&mut &file, &mut hasher).map_err(io_err("hashing the ingest data"))?;
+        Ok(OpenIngest {
+            reference: reference.to_string(),
+            path,
+            file,
+            offset,
+            hasher,
+            written_back: offset,
+        })
+    }
+
+    /// Commits the open ingest `ingest`, as [`Store::commit`] does but with the digest it
+    /// computed on the way. NotFound if the ingest was aborted meanwhile.
+    pub fn commit_open(
+        &self,
+        ingest: &OpenIngest,
+        size: u64,
+        expected: Option<&ContentDigest>,
+    ) -> Result<ContentDigest> {
+        let status = self.status(&ingest.reference)?;
+        if !ingest.is_current()? || status.offset != ingest.offset {
+            return Err(ContentError::NotFound(format!(
+                "ingest {:?} not found",
+                ingest.reference
+            )));
+        }
+        if size > 0 && ingest.offset != size {
+            return Err(ContentError::FailedPrecondition(format!(
+                "unexpected commit size {}, expected {size}",
+                ingest.offset
+            )));
+        }
+        let digest = ContentDigest::of(ingest.hasher.clone());
+        if let Some(want) = expected.or(status.expected.as_ref()) {
+            if *want != digest {
+                return Err(ContentError::FailedPrecondition(format!(
+                    "unexpected commit digest {}, expected {}",
+                    digest.as_str(),
+                    want.as_str()
+                )));
+            }
+        }
+        let dir = self.ingest_dir(&ingest.reference);
+        let blob = self.blob_path(&digest);
+        if blob.exists() {
+            let _ = fs::remove_dir_all(&dir);
+            return Ok(digest);
+        }
+        // Most of it is on disk already (see `OpenIngest::write`): this waits for the tail.
+        ingest
+            .file
+            .sync_all()
+            .map_err(io_err("syncing the ingest data"))?;
+        fs::rename(&ingest.path, &blob)
+            .map_err(io_err(format!("moving {} into place", digest.as_str())))?;
+        let _ = fs::remove_dir_all(&dir);
+        Ok(digest)
+    }
+
     /// Drops ingest `reference`.
     pub fn abort(&self, reference: &str) -> Result<()> {
         self.status(reference)?;
         fs::remove_dir_all(self.ingest_dir(reference))
             .map_err(io_err(format!("removing ingest {reference:?}")))
+    }
+}
+
+/// How much data an open ingest accumulates before its writeback is started: the commit's
+/// fsync then finds most of a large blob already written.
+const WRITEBACK_STEP: u64 = 8 << 20;
+
+/// An ingest open for writing (see [`Store::open_ingest`]).
+#[derive(Debug)]
+pub struct OpenIngest {
+    reference: String,
+    path: PathBuf,
+    file: File,
+    offset: u64,
+    /// Of every byte of the data file, in order.
+    hasher: Sha256,
+    /// Up to where writeback has been started.
+    written_back: u64,
+}
+
+impl OpenIngest {
+    /// The bytes written so far.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Appends `data` at `offset`, which must be where the ingest stands; returns the new
+    /// offset.
+    pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<u64> {
+        if offset != self.offset {
+            return Err(ContentError::OutOfRange(format!(
+                "write @{offset} must occur at current offset {}",
+                self.offset
+            )));
+        }
+        self.file
+            .write_all(data)
+            .map_err(io_err("writing the ingest data"))?;
+        self.hasher.update(data);
+        self.offset += data.len() as u64;
+        if self.offset - self.written_back >= WRITEBACK_STEP {
+            // Only a hint: a failure here shows up at the commit's fsync.
+            let _ = start_writeback(&self.file, self.written_back, self.offset);
+            self.written_back = self.offset;
+        }
+        Ok(self.offset)
+    }
+
+    /// Drops what the ingest holds: a writer that starts over at offset 0.
+    pub fn truncate(&mut self) -> Result<()> {
+        self.file
+            .set_len(0)
+            .map_err(io_err("truncating the ingest data"))?;
+        self.hasher = Sha256::new();
+        self.offset = 0;
+        self.written_back = 0;
+        Ok(())
+    }
+
+    /// Whether the ingest's data file is still the one this handle writes (not aborted, and
+    /// not begun again since).
+    fn is_current(&self) -> Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let open = self
+            .file
+            .metadata()
+            .map_err(io_err("stat of the ingest data"))?;
+        Ok(match fs::metadata(&self.path) {
+            Ok(named) => named.dev() == open.dev() && named.ino() == open.ino(),
+            Err(_) => false,
+        })
+    }
+}
+
+/// Starts writing back `[from, to)` of `file` without waiting for it (`sync_file_range` with
+/// `SYNC_FILE_RANGE_WRITE`), so the data trickles to disk while more arrives instead of all
+/// at the commit.
+#[allow(unsafe_code)]
+fn start_writeback(file: &File, from: u64, to: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+        return Ok(());
+    };
+    // SAFETY: a plain syscall on a descriptor this function borrows; no memory is passed.
+    let rc = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -450,6 +613,59 @@ mod tests {
         );
         store.abort("r").unwrap();
         assert!(matches!(store.abort("r"), Err(ContentError::NotFound(_))));
+    }
+
+    #[test]
+    fn an_open_ingest_hashes_as_it_writes_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let want = digest_of(b"hello world");
+        store.begin("r", 11, Some(&want)).unwrap();
+        store.write("r", 0, b"hello").unwrap();
+        // Resumed: the bytes already there are hashed on open.
+        let mut ingest = store.open_ingest("r").unwrap();
+        assert_eq!(ingest.offset(), 5);
+        assert!(matches!(
+            ingest.write(3, b"x"),
+            Err(ContentError::OutOfRange(_))
+        ));
+        assert_eq!(ingest.write(5, b" world").unwrap(), 11);
+        assert_eq!(store.status("r").unwrap().offset, 11);
+        let err = store.commit_open(&ingest, 12, None).unwrap_err();
+        assert!(matches!(err, ContentError::FailedPrecondition(_)), "{err}");
+        assert_eq!(store.commit_open(&ingest, 11, None).unwrap(), want);
+        assert_eq!(store.read(&want, 0, 0).unwrap(), b"hello world");
+        assert!(store.ingests().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_open_ingest_truncates_checks_digests_and_notices_an_abort() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.begin("r", 0, None).unwrap();
+        let mut ingest = store.open_ingest("r").unwrap();
+        // Past the writeback step, so that path runs too.
+        let big = vec![3u8; (WRITEBACK_STEP + 1) as usize];
+        ingest.write(0, &big).unwrap();
+        ingest.truncate().unwrap();
+        assert_eq!(store.status("r").unwrap().offset, 0);
+        ingest.write(0, b"data").unwrap();
+        let wrong = digest_of(b"other");
+        let err = store.commit_open(&ingest, 0, Some(&wrong)).unwrap_err();
+        assert!(
+            err.to_string().contains("unexpected commit digest"),
+            "{err}"
+        );
+        assert!(!store.blob_path(&digest_of(b"data")).exists());
+        store.abort("r").unwrap();
+        store.begin("r", 0, None).unwrap();
+        let err = store.commit_open(&ingest, 0, None).unwrap_err();
+        assert!(matches!(err, ContentError::NotFound(_)), "{err}");
+        assert!(!store.blob_path(&digest_of(b"data")).exists());
+        assert!(matches!(
+            store.open_ingest("missing"),
+            Err(ContentError::NotFound(_))
+        ));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::metadata::{Labels, Store as Metadata};
 
+use super::store::OpenIngest;
 use super::{
     add_to_lease, ingest_key, named, validate_labels, Content, ContentDigest, ContentError,
     IngestStatus, Result, KIND,
@@ -28,6 +29,9 @@ pub struct Writer {
     shared: Option<(ContentDigest, u64)>,
     /// Keeps a shared blob from the collector until the commit has recorded it.
     _pin: Option<super::Pin>,
+    /// The ingest's data file, open while the writer lives (`None` when shared): writes append
+    /// and hash as they come, so the commit does not read the blob again.
+    ingest: Mutex<Option<OpenIngest>>,
     _lock: RefLock,
 }
 
@@ -105,12 +109,16 @@ impl Content {
         }
         let key = ingest_key(namespace, reference);
         let lock = RefLock::take(&self.locks, &key)?;
-        if shared.is_none() {
-            self.store.begin(&key, total, None)?;
-            if lease.is_none() {
-                self.store.mark_unleased(&key)?;
+        let ingest = match shared {
+            Some(_) => None,
+            None => {
+                self.store.begin(&key, total, None)?;
+                if lease.is_none() {
+                    self.store.mark_unleased(&key)?;
+                }
+                Some(self.store.open_ingest(&key)?)
             }
-        }
+        };
         Ok(Writer {
             content: self.clone(),
             namespace: namespace.to_string(),
@@ -118,6 +126,7 @@ impl Content {
             lease: lease.map(str::to_string),
             _pin: shared.as_ref().map(|(digest, _)| self.pin(digest)),
             shared,
+            ingest: Mutex::new(ingest),
             _lock: lock,
         })
     }
@@ -170,12 +179,36 @@ impl Writer {
         Ok(status)
     }
 
+    /// The bytes the ingest holds (the shared blob's size if shared), without asking the
+    /// filesystem: what each Write message is answered with.
+    pub fn offset(&self) -> Result<u64> {
+        if let Some((_, size)) = &self.shared {
+            return Ok(*size);
+        }
+        self.with_ingest(|ingest| Ok(ingest.offset()))
+    }
+
+    /// Runs `f` on the open ingest.
+    fn with_ingest<T>(&self, f: impl FnOnce(&mut OpenIngest) -> Result<T>) -> Result<T> {
+        let mut guard = self
+            .ingest
+            .lock()
+            .map_err(|_| ContentError::Storage("ingest lock poisoned".into()))?;
+        match guard.as_mut() {
+            Some(ingest) => f(ingest),
+            None => Err(ContentError::Storage(format!(
+                "ingest {:?} is not open",
+                self.reference
+            ))),
+        }
+    }
+
     /// Starts the ingest over (a client writing at offset 0 again).
     pub fn truncate(&self) -> Result<()> {
         if self.shared.is_some() {
             return Ok(());
         }
-        self.content.store.truncate(&self.key())
+        self.with_ingest(OpenIngest::truncate)
     }
 
     /// Appends `data` at `offset`, which must be where the ingest stands; returns the new
@@ -187,7 +220,7 @@ impl Writer {
                 self.reference
             )));
         }
-        self.content.store.write(&self.key(), offset, data)
+        self.with_ingest(|ingest| ingest.write(offset, data))
     }
 
     /// The digest of what was written so far (of the shared blob if shared).
@@ -243,21 +276,22 @@ impl Writer {
         size: u64,
         expected: Option<&ContentDigest>,
     ) -> Result<(ContentDigest, u64)> {
-        let status = self.content.store.status(&self.key())?;
-        if size != 0 && size != status.offset {
-            return Err(self.size_mismatch(status.offset, size));
-        }
-        let digest = self
-            .content
-            .store
-            .commit(&self.key(), status.offset, expected)
-            .map_err(|e| match e {
-                ContentError::FailedPrecondition(m) => {
-                    ContentError::FailedPrecondition(format!("{m}: failed precondition"))
-                }
-                other => other,
-            })?;
-        Ok((digest, status.offset))
+        let store = &self.content.store;
+        let (digest, offset) = self.with_ingest(|ingest| {
+            if size != 0 && size != ingest.offset() {
+                return Err(self.size_mismatch(ingest.offset(), size));
+            }
+            let digest = store
+                .commit_open(ingest, ingest.offset(), expected)
+                .map_err(|e| match e {
+                    ContentError::FailedPrecondition(m) => {
+                        ContentError::FailedPrecondition(format!("{m}: failed precondition"))
+                    }
+                    other => other,
+                })?;
+            Ok((digest, ingest.offset()))
+        })?;
+        Ok((digest, offset))
     }
 
     fn size_mismatch(&self, have: u64, want: u64) -> ContentError {

@@ -1,6 +1,6 @@
 //! Layer compression by media type: what Apply reads and Diff writes.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use super::DiffError;
 
@@ -34,18 +34,18 @@ impl Compression {
     }
 }
 
-/// The uncompressed stream of a layer blob of `media_type`.
+/// The uncompressed stream of a layer blob of `media_type`, read from `blob` through its own
+/// buffer (no second buffering layer: the caller sizes it). `Send`, so another thread can
+/// decompress while the caller extracts.
 pub fn decompress<'a>(
     media_type: &str,
-    blob: impl Read + 'a,
-) -> Result<Box<dyn Read + 'a>, DiffError> {
+    blob: impl BufRead + Send + 'a,
+) -> Result<Box<dyn Read + Send + 'a>, DiffError> {
     match Compression::of_media_type(media_type) {
         Some(Compression::Uncompressed) => Ok(Box::new(blob)),
-        Some(Compression::Gzip) => Ok(Box::new(flate2::read::MultiGzDecoder::new(
-            io::BufReader::new(blob),
-        ))),
+        Some(Compression::Gzip) => Ok(Box::new(flate2::bufread::MultiGzDecoder::new(blob))),
         Some(Compression::Zstd) => Ok(Box::new(
-            zstd::stream::read::Decoder::new(blob)
+            zstd::stream::read::Decoder::with_buffer(blob)
                 .map_err(DiffError::io("opening the zstd stream"))?,
         )),
         None => Err(DiffError::NoProcessor(media_type.to_string())),
