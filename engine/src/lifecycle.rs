@@ -64,9 +64,22 @@ pub struct Exit {
 
 impl Backend {
     /// The snapshot and the container record; the snapshot goes again if the record cannot be
-    /// made.
+    /// made. Both are made under a lease of their own, as containerd's clients do: between the
+    /// two calls no record names the snapshot yet, and a collection must not take it.
     pub async fn create(&self, new: &NewContainer) -> Result<(), LifecycleError> {
-        let scope = &self.scope;
+        let lease = self
+            .scope
+            .create_lease()
+            .await
+            .map_err(|s| self.failed(&new.id, "creating a lease for", s))?;
+        let made = self.create_under(&self.scope.under(&lease), new).await;
+        if let Err(s) = self.scope.delete_lease(&lease).await {
+            tracing::warn!(lease, "ending the create's lease: {}", s.message());
+        }
+        made
+    }
+
+    async fn create_under(&self, scope: &Scope, new: &NewContainer) -> Result<(), LifecycleError> {
         let prepare = PrepareSnapshotRequest {
             snapshotter: self.snapshotter.clone(),
             key: new.id.clone(),

@@ -324,6 +324,8 @@ fn code<T>(r: std::result::Result<T, Status>) -> Option<Code> {
 async fn write_resumes_and_refuses_bad_input() -> Result<()> {
     require_root!();
     let ctrd = require_peer!(KeelContainerd::start());
+    // Content written here has no lease: the startup collection must be behind us.
+    first_collection(&ctrd, "keel-containerd")?;
     let mut c = Client::connect(&ctrd).await?;
     let data = b"0123456789abcdef";
     let digest = digest_of(data);
@@ -436,6 +438,8 @@ async fn write_resumes_and_refuses_bad_input() -> Result<()> {
 async fn a_ref_held_by_a_writer_is_locked() -> Result<()> {
     require_root!();
     let ctrd = require_peer!(KeelContainerd::start());
+    // Content written here has no lease: the startup collection must be behind us.
+    first_collection(&ctrd, "keel-containerd")?;
     let mut c = Client::connect(&ctrd).await?;
     // The first writer sends one message and keeps its stream open until told.
     let (done, ended) = tokio::sync::oneshot::channel();
