@@ -106,6 +106,16 @@ impl Containerd {
         })
     }
 
+    /// The channel, for clients made elsewhere (the pull's).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// The namespace calls are made in.
+    pub fn namespace(&self) -> &str {
+        self.namespace.to_str().unwrap_or(NAMESPACE)
+    }
+
     /// The supervisor's socket.
     pub fn address(&self) -> &Path {
         &self.address

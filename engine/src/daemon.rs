@@ -75,7 +75,7 @@ async fn prepare(config: Config, store: Store, id: String) -> Result<Serving, Da
         containerd,
         store,
         id,
-        events: crate::events::EventBus::new(),
+        events: std::sync::Arc::new(crate::events::EventBus::new()),
         host: HostFacts::read(),
     };
     Ok(Serving {

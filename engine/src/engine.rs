@@ -21,8 +21,9 @@ pub struct Engine {
     pub store: Store,
     /// The engine's ID (made once, kept in the store).
     pub id: String,
-    /// What happened, for `GET /events`.
-    pub events: EventBus,
+    /// What happened, for `GET /events` (shared with streams that outlive a request, as a
+    /// pull's).
+    pub events: std::sync::Arc<EventBus>,
     /// The host, read once at start (kernel, CPUs, memory do not change under a daemon).
     pub host: HostFacts,
 }

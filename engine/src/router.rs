@@ -47,6 +47,8 @@ pub enum Route {
     ImageTag(String),
     /// `POST /images/prune`.
     ImagePrune,
+    /// `POST /images/create` (`docker pull`).
+    ImageCreate,
 }
 
 /// A resolved request: the route and the API version to answer in.
@@ -157,6 +159,9 @@ fn match_image_route(method: &Method, rest: &str) -> Option<Route> {
         if rest == "prune" {
             return Some(Route::ImagePrune);
         }
+        if rest == "create" {
+            return Some(Route::ImageCreate);
+        }
         return rest
             .strip_suffix("/tag")
             .and_then(name)
@@ -202,6 +207,10 @@ mod tests {
             Route::ImageInspect("127.0.0.1:5000/a/b:v1".into())
         );
         assert_eq!(ok(Method::POST, "/images/prune").route, Route::ImagePrune);
+        assert_eq!(
+            ok(Method::POST, "/v1.49/images/create").route,
+            Route::ImageCreate
+        );
         assert_eq!(
             ok(Method::GET, "/images/a/b/history").route,
             Route::ImageHistory("a/b".into())

@@ -1,10 +1,11 @@
 //! One module per group of API routes, as dockerd's routers are: [`system`] for `/_ping`,
 //! `/version`, `/info` and `/auth`, [`system_df`] for `/system/df`, [`events`] for `/events`,
-//! [`images`] and [`image_prune`] for the image routes.
+//! [`images`], [`image_pull`] and [`image_prune`] for the image routes.
 //! [`dispatch`] is the only place a [`Route`] meets its handler.
 
 pub mod events;
 pub mod image_prune;
+pub mod image_pull;
 pub mod images;
 pub mod system;
 pub mod system_df;
@@ -37,5 +38,6 @@ pub async fn dispatch(
         Route::ImageDelete(name) => images::delete(engine, name, &params).await,
         Route::ImageTag(name) => images::tag(engine, name, &params).await,
         Route::ImagePrune => image_prune::prune(engine, &params).await,
+        Route::ImageCreate => image_pull::create(engine, &params).await,
     }
 }

@@ -1,0 +1,155 @@
+//! `docker pull` with the real docker CLI against keeld (which pulls as a containerd client):
+//! the builder's images from the local registry (OCI, Docker schema 2, multi-platform index),
+//! Docker's progress lines and last status, `docker images` listing them, a second pull that
+//! finds everything, the `pull` event, and the errors the CLI prints for an unknown tag, an
+//! unknown repository and a bad reference; the image then runs with `ctr run` in keeld's
+//! namespace. The same on keeld over a real containerd 1.6.
+
+use anyhow::{ensure, Result};
+use keel_integration_tests::image_builder::{self, Tag};
+use keel_integration_tests::peers::containerd::Containerd;
+use keel_integration_tests::peers::keeld::{docker_cli, Keeld};
+use keel_integration_tests::peers::registry::Registry;
+use keel_integration_tests::peers::Peer;
+use keel_integration_tests::{require_peer, require_root, unique_id};
+
+fn pulls(keeld: &Keeld, registry: &Registry) -> Result<()> {
+    let layout = image_builder::build(&keeld.dir().join("layout"))?;
+    let repo = unique_id("busybox");
+    for tag in [Tag::OciGzip, Tag::Docker, Tag::Multi] {
+        let reference = registry.reference(&repo, tag.name());
+        image_builder::push(&layout, tag, &reference)?;
+        let out = keeld
+            .docker(&["pull", &reference])?
+            .ok(&format!("docker pull {reference}"))?;
+        let text = &out.stdout;
+        ensure!(
+            text.contains(&format!("{}: Pulling from {repo}", tag.name())),
+            "{text}"
+        );
+        let root = layout
+            .root(tag)
+            .map(|r| r.digest.clone())
+            .unwrap_or_default();
+        ensure!(text.contains(&format!("Digest: {root}")), "{text}");
+        ensure!(
+            text.contains(&format!("Status: Downloaded newer image for {reference}")),
+            "{text}"
+        );
+        ensure!(text.lines().last() == Some(reference.as_str()), "{text}");
+
+        let again = keeld
+            .docker(&["pull", &reference])?
+            .ok("docker pull, again")?;
+        ensure!(
+            again
+                .stdout
+                .contains(&format!("Status: Image is up to date for {reference}")),
+            "{}",
+            again.stdout
+        );
+        let listed = keeld
+            .docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"])?
+            .ok("docker images")?;
+        ensure!(
+            listed.stdout.lines().any(|l| l == reference),
+            "{}",
+            listed.stdout
+        );
+    }
+    let reference = registry.reference(&repo, Tag::OciGzip.name());
+    let ran = keeld
+        .ctr(&[
+            "run",
+            "--rm",
+            &reference,
+            &unique_id("pulled"),
+            "echo",
+            "hi",
+        ])?
+        .ok("ctr run of the pulled image")?;
+    ensure!(ran.stdout == "hi\n", "{}", ran.stdout);
+
+    let events = keeld
+        .docker(&[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            "0s",
+            "--filter",
+            "event=pull",
+        ])?
+        .ok("docker events")?;
+    ensure!(
+        events.stdout.contains(&format!("image pull {reference}")),
+        "{}",
+        events.stdout
+    );
+    Ok(())
+}
+
+fn errors(keeld: &Keeld, registry: &Registry) -> Result<()> {
+    let unknown_tag = registry.reference(&unique_id("busybox"), "nope");
+    let out = keeld.docker(&["pull", &unknown_tag])?;
+    ensure!(out.status == 1, "{out:?}");
+    ensure!(
+        out.stderr.contains(&format!(
+            "Error response from daemon: manifest for {unknown_tag} not found: manifest unknown"
+        )),
+        "{}",
+        out.stderr
+    );
+    let out = keeld.docker(&["pull", "UPPER/case"])?;
+    ensure!(
+        out.status == 1 && out.stderr.contains("invalid reference format"),
+        "{out:?}"
+    );
+    let images = keeld.docker(&["images", "-q"])?.ok("docker images")?;
+    ensure!(
+        images.stdout.trim().is_empty(),
+        "a failed pull left {}",
+        images.stdout
+    );
+    Ok(())
+}
+
+fn registry_and_cli() -> Result<Option<Registry>> {
+    if docker_cli().is_none() {
+        eprintln!("SKIPPED: no docker CLI on PATH");
+        return Ok(None);
+    }
+    if let Err(why) = image_builder::skopeo_available() {
+        eprintln!("SKIPPED: {why}");
+        return Ok(None);
+    }
+    match Registry::start()? {
+        Peer::Ready(r) => Ok(Some(r)),
+        Peer::Unavailable(why) => {
+            eprintln!("SKIPPED: {why}");
+            Ok(None)
+        }
+    }
+}
+
+#[test]
+fn docker_pull_through_keeld() -> Result<()> {
+    require_root!();
+    let Some(registry) = registry_and_cli()? else {
+        return Ok(());
+    };
+    let keeld = Keeld::start()?;
+    errors(&keeld, &registry)?;
+    pulls(&keeld, &registry)
+}
+
+#[test]
+fn docker_pull_through_keeld_on_a_real_containerd() -> Result<()> {
+    require_root!();
+    let Some(registry) = registry_and_cli()? else {
+        return Ok(());
+    };
+    let ctrd = require_peer!(Containerd::start());
+    let keeld = Keeld::start_on(&ctrd.address())?;
+    pulls(&keeld, &registry)
+}
