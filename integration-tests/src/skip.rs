@@ -34,3 +34,27 @@ macro_rules! require {
         }
     };
 }
+
+/// Returns `Ok(())` from the calling test, saying why, unless skopeo can push the images the
+/// builder makes (the registry tests' one tool beyond the registry itself).
+#[macro_export]
+macro_rules! require_skopeo {
+    () => {
+        if let Err(why) = $crate::image_builder::skopeo_available() {
+            $crate::skip::skip(module_path!(), &why);
+            return Ok(());
+        }
+    };
+}
+
+/// Returns `Ok(())` from the calling test, saying why, unless runc (containerd's runtime for
+/// `ctr run`) is installed.
+#[macro_export]
+macro_rules! require_runc {
+    () => {
+        $crate::require!(
+            $crate::binary::has_runc(),
+            "runc is not installed (containerd's runtime for ctr run)"
+        )
+    };
+}

@@ -10,8 +10,7 @@ use keel_integration_tests::image_builder::{self, Tag};
 use keel_integration_tests::peers::containerd::Containerd;
 use keel_integration_tests::peers::keeld::{docker_cli, Keeld};
 use keel_integration_tests::peers::registry::Registry;
-use keel_integration_tests::peers::Peer;
-use keel_integration_tests::{require_peer, require_root, unique_id};
+use keel_integration_tests::{require, require_peer, require_root, unique_id};
 
 fn pulls(keeld: &Keeld, registry: &Registry) -> Result<()> {
     let layout = image_builder::build(&keeld.dir().join("layout"))?;
@@ -114,30 +113,12 @@ fn errors(keeld: &Keeld, registry: &Registry) -> Result<()> {
     Ok(())
 }
 
-fn registry_and_cli() -> Result<Option<Registry>> {
-    if docker_cli().is_none() {
-        eprintln!("SKIPPED: no docker CLI on PATH");
-        return Ok(None);
-    }
-    if let Err(why) = image_builder::skopeo_available() {
-        eprintln!("SKIPPED: {why}");
-        return Ok(None);
-    }
-    match Registry::start()? {
-        Peer::Ready(r) => Ok(Some(r)),
-        Peer::Unavailable(why) => {
-            eprintln!("SKIPPED: {why}");
-            Ok(None)
-        }
-    }
-}
-
 #[test]
 fn docker_pull_through_keeld() -> Result<()> {
     require_root!();
-    let Some(registry) = registry_and_cli()? else {
-        return Ok(());
-    };
+    require!(docker_cli().is_some(), "no docker CLI on PATH");
+    keel_integration_tests::require_skopeo!();
+    let registry = require_peer!(Registry::start());
     let keeld = Keeld::start()?;
     errors(&keeld, &registry)?;
     pulls(&keeld, &registry)
@@ -146,9 +127,9 @@ fn docker_pull_through_keeld() -> Result<()> {
 #[test]
 fn docker_pull_through_keeld_on_a_real_containerd() -> Result<()> {
     require_root!();
-    let Some(registry) = registry_and_cli()? else {
-        return Ok(());
-    };
+    require!(docker_cli().is_some(), "no docker CLI on PATH");
+    keel_integration_tests::require_skopeo!();
+    let registry = require_peer!(Registry::start());
     let ctrd = require_peer!(Containerd::start());
     let keeld = Keeld::start_on(&ctrd.address())?;
     pulls(&keeld, &registry)

@@ -186,10 +186,7 @@ async fn scenario(ctrd: &Containerd, registry: &Registry, runtime: &str) -> Resu
 
 fn lifecycle_on(supervisor: Supervisor, runtime: &str) -> Result<()> {
     require_root!();
-    if let Err(why) = image_builder::skopeo_available() {
-        keel_integration_tests::skip::skip(module_path!(), &why);
-        return Ok(());
-    }
+    keel_integration_tests::require_skopeo!();
     let registry = require_peer!(Registry::start());
     let ctrd = require_peer!(supervisor.start(Environment::default()));
     tokio::runtime::Builder::new_multi_thread()
@@ -200,10 +197,7 @@ fn lifecycle_on(supervisor: Supervisor, runtime: &str) -> Result<()> {
 
 #[test]
 fn containers_live_on_containerd_with_the_runc_shim() -> Result<()> {
-    if !keel_integration_tests::binary::has_runc() {
-        keel_integration_tests::skip::skip(module_path!(), "runc is not installed");
-        return Ok(());
-    }
+    keel_integration_tests::require_runc!();
     lifecycle_on(Supervisor::Containerd, "io.containerd.runc.v2")
 }
 

@@ -70,15 +70,8 @@ fn columns(ctrd: &Containerd, namespace: &str, args: &[&str], n: usize) -> Resul
 
 fn pull_everything(supervisor: Supervisor) -> Result<()> {
     require_root!();
-    if let Err(why) = image_builder::skopeo_available() {
-        keel_integration_tests::skip::skip(module_path!(), &why);
-        return Ok(());
-    }
-    if !keel_integration_tests::binary::has_runc() {
-        let why = "runc is not installed (containerd's runtime for ctr run)";
-        keel_integration_tests::skip::skip(module_path!(), why);
-        return Ok(());
-    }
+    keel_integration_tests::require_skopeo!();
+    keel_integration_tests::require_runc!();
     let registry = require_peer!(Registry::start());
     let ctrd = require_peer!(supervisor.start(Environment::default()));
     let layout = image_builder::build(&ctrd.subdir("layout")?)?;

@@ -154,9 +154,7 @@ fn docker_info_reports_the_host() -> Result<()> {
 fn docker_info_counts_what_containerd_holds() -> Result<()> {
     require_root!();
     require!(docker_cli().is_some(), "no docker CLI on PATH");
-    if let Err(why) = image_builder::skopeo_available() {
-        require!(false, &why);
-    }
+    keel_integration_tests::require_skopeo!();
     let registry = require_peer!(Registry::start());
     let keeld = Keeld::start()?;
     let layout = image_builder::build(&keeld.dir().join("layout"))?;

@@ -402,15 +402,8 @@ fn built_images_pull_and_run_on_keel_containerd() -> Result<()> {
 
 fn pull_and_run(supervisor: Supervisor) -> Result<()> {
     require_root!();
-    if let Err(why) = image_builder::skopeo_available() {
-        keel_integration_tests::skip::skip(module_path!(), &why);
-        return Ok(());
-    }
-    if !keel_integration_tests::binary::has_runc() {
-        let why = "runc is not installed (containerd's runtime for ctr run)";
-        keel_integration_tests::skip::skip(module_path!(), why);
-        return Ok(());
-    }
+    keel_integration_tests::require_skopeo!();
+    keel_integration_tests::require_runc!();
     let registry = require_peer!(Registry::start());
     let ctrd = require_peer!(supervisor.start(Environment::default()));
     let layout_dir = ctrd.subdir("layout")?;
