@@ -158,6 +158,34 @@ pub fn bool_param(params: &std::collections::HashMap<String, String>, key: &str)
     })
 }
 
+/// Docker's `filters` query argument: `{"key":{"value":true}}` (or the old `{"key":["value"]}`),
+/// as (key, values) pairs; anything else is 400.
+pub fn filters(json: Option<&str>) -> ApiResult<Vec<(String, Vec<String>)>> {
+    let Some(json) = json.filter(|j| !j.trim().is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let raw: std::collections::HashMap<String, serde_json::Value> = serde_json::from_str(json)
+        .map_err(|e| ApiError::InvalidParameter(format!("invalid filter: {e}")))?;
+    raw.into_iter()
+        .map(|(key, value)| {
+            let values = match value {
+                serde_json::Value::Object(map) => map.into_iter().map(|(k, _)| k).collect(),
+                serde_json::Value::Array(list) => list
+                    .into_iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+                _ => return Err(unknown_filter(&key)),
+            };
+            Ok((key, values))
+        })
+        .collect()
+}
+
+/// A filter key the route does not know (400).
+pub fn unknown_filter(key: &str) -> ApiError {
+    ApiError::InvalidParameter(format!("invalid filter '{key}'"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -308,35 +308,14 @@ impl ImageFilters {
     /// `{"key":{"value":true}}` (or the old `{"key":["value"]}`); unknown keys are 400.
     pub(super) fn parse(json: Option<&str>) -> ApiResult<Self> {
         let mut filters = Self::default();
-        let Some(json) = json.filter(|j| !j.trim().is_empty()) else {
-            return Ok(filters);
-        };
-        let raw: HashMap<String, serde_json::Value> = serde_json::from_str(json)
-            .map_err(|e| ApiError::InvalidParameter(format!("invalid filter: {e}")))?;
-        for (key, value) in raw {
-            let values: Vec<String> = match value {
-                serde_json::Value::Object(map) => map.into_iter().map(|(k, _)| k).collect(),
-                serde_json::Value::Array(list) => list
-                    .into_iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect(),
-                _ => {
-                    return Err(ApiError::InvalidParameter(format!(
-                        "invalid filter '{key}'"
-                    )))
-                }
-            };
+        for (key, values) in crate::http::filters(json)? {
             match key.as_str() {
                 "dangling" => {
                     filters.dangling = Some(values.iter().any(|v| v == "true" || v == "1"))
                 }
                 "reference" => filters.references = values,
                 "label" => filters.labels = values,
-                _ => {
-                    return Err(ApiError::InvalidParameter(format!(
-                        "invalid filter '{key}'"
-                    )))
-                }
+                _ => return Err(crate::http::unknown_filter(&key)),
             }
         }
         Ok(filters)
