@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root (integration tests make containers): sudo $0" >&2; exit 1; }
 scripts/install-deps.sh
+# Every locked package, for all platforms: builds fetch only this one's, but proto's descriptor
+# test reads `cargo metadata --offline`, which resolves them all.
+cargo fetch --locked
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --all-targets
