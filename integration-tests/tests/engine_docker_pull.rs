@@ -69,21 +69,33 @@ fn pulls(keeld: &Keeld, registry: &Registry) -> Result<()> {
         .ok("ctr run of the pulled image")?;
     ensure!(ran.stdout == "hi\n", "{}", ran.stdout);
 
-    let events = keeld
-        .docker(&[
-            "events",
-            "--since",
-            "0",
-            "--until",
-            "0s",
-            "--filter",
-            "event=pull",
-        ])?
-        .ok("docker events")?;
+    // The event is published as the pull's stream ends; give a loaded machine a moment.
+    let wanted = format!("image pull {reference}");
+    let mut seen = String::new();
+    for _ in 0..20 {
+        let events = keeld
+            .docker(&[
+                "events",
+                "--since",
+                "0",
+                "--until",
+                "0s",
+                "--filter",
+                "event=pull",
+            ])?
+            .ok("docker events")?;
+        seen = events.stdout;
+        if seen.contains(&wanted) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let log = std::fs::read_to_string(keeld.log()).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(30).collect();
     ensure!(
-        events.stdout.contains(&format!("image pull {reference}")),
-        "{}",
-        events.stdout
+        seen.contains(&wanted),
+        "no {wanted:?} in docker events: {seen:?}\nkeeld's log, last lines first:\n{}",
+        tail.join("\n")
     );
     Ok(())
 }
