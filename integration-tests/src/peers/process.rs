@@ -282,6 +282,9 @@ mod tests {
             .spawn()
             .expect("spawn sleep");
         let pid = i32::try_from(child.id()).expect("pid");
+        // Until its exec the child is a fork of this test binary, already in `dir`.
+        let exec_done = || argv_of(pid).first().is_some_and(|a| a.ends_with("sleep"));
+        assert!(host::wait_until(Duration::from_secs(5), exec_done));
         assert!(processes_referring_to(dir.path()).contains(&pid));
         let killed = sweep(dir.path());
         assert!(killed
