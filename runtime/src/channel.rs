@@ -220,6 +220,25 @@ impl Channel {
         Ok(self.recv_with_fds()?.0)
     }
 
+    /// Waits up to `timeout` for the other side to close its end, which init's process does by
+    /// exec'ing (the end is close-on-exec); a message that comes first is returned. `None` once
+    /// closed or when the time is up.
+    pub fn wait_closed(&self, timeout: std::time::Duration) -> Result<Option<Message>> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
+        let limit = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, limit) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(None),
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match self.recv() {
+            Err(ChannelError::Closed) => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
     /// Receives a message that must be `expected` (compared by variant name).
     pub fn expect(&self, expected: &'static str) -> Result<Message> {
         let msg = self.recv()?;

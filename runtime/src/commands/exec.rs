@@ -72,6 +72,9 @@ fn check_status(id: &str, status: Status, ignore_paused: bool) -> Result<()> {
     }
 }
 
+/// How long `exec -d` waits for the process to exec before returning anyway.
+const EXEC_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Starts init in exec mode and answers it until the process is ready to exec; returns its pid
 /// and, for a terminal, the pty master.
 fn launch_process(
@@ -112,6 +115,13 @@ fn launch_process(
     }
     parent.send(&Message::Exec(Box::new(config)))?;
     let launched = drive(&parent, &mut stage1, &mut guard, st)?;
+    if args.detach {
+        // As runc: `exec -d` returns once the process runs its program, not while it is
+        // still the runtime's child on its way to exec.
+        if let Some(Message::Error(e)) = parent.wait_closed(EXEC_WAIT)? {
+            return Err(Error::ContainerInit(e));
+        }
+    }
     guard.0 = None;
     Ok(launched)
 }
